@@ -1,0 +1,80 @@
+"""Samplers: random, Sobol, grid and the automatic choice, built by name with make_sampler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tunecraft.exceptions import InvalidParameterError
+from tunecraft.samplers._auto import AutoSampler
+from tunecraft.samplers._base import History, Sampler
+from tunecraft.samplers._grid import GridSampler
+from tunecraft.samplers._random import RandomSampler
+from tunecraft.samplers._sobol import SobolSampler
+
+__all__ = [
+    "AutoSampler",
+    "GridSampler",
+    "History",
+    "RandomSampler",
+    "Sampler",
+    "SobolSampler",
+    "available_samplers",
+    "make_sampler",
+    "register_sampler",
+]
+
+_REGISTRY: dict[str, Callable[..., Sampler]] = {}
+
+
+def register_sampler(name: str, factory: Callable[..., Sampler]) -> None:
+    """Make ``make_sampler(name, seed=s, options=o)`` build ``factory(seed=s, **o)``."""
+    if not isinstance(name, str) or not name:
+        raise InvalidParameterError(f"Sampler names must be non-empty str, got {name!r}.")
+    _REGISTRY[name.lower()] = factory
+
+
+def available_samplers() -> list[str]:
+    """Names :func:`make_sampler` accepts."""
+    return sorted(_REGISTRY)
+
+
+def make_sampler(
+    name: str, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+) -> Sampler:
+    """Build a sampler by name.
+
+    Args:
+        name: One of :func:`available_samplers` (``"random"``, ``"sobol"``, ``"grid"``,
+            ``"auto"``...).
+        seed: Seeds the sampler's generator.
+        options: Keyword arguments of the sampler's class (not mutated), for example
+            ``{"n_points": 3}`` for ``"grid"``.
+
+    Example:
+        >>> import tunecraft as tc
+        >>> tc.make_sampler("sobol", seed=0)
+        SobolSampler(seed=0)
+    """
+    if not isinstance(name, str) or name.lower() not in _REGISTRY:
+        raise InvalidParameterError(
+            f"The 'name' parameter of make_sampler must be one of "
+            f"{', '.join(repr(n) for n in available_samplers())}, got {name!r}."
+        )
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(
+            f"The 'options' parameter of make_sampler must be a dict, got {options!r}."
+        )
+    kwargs = dict(options or {})
+    try:
+        return _REGISTRY[name.lower()](seed=seed, **kwargs)
+    except TypeError as exc:
+        raise InvalidParameterError(
+            f"make_sampler({name!r}, options={kwargs!r}): {exc}."
+        ) from None
+
+
+register_sampler("random", RandomSampler)
+register_sampler("sobol", SobolSampler)
+register_sampler("grid", GridSampler)
+register_sampler("auto", AutoSampler)

@@ -1,0 +1,95 @@
+"""The sampler interface: propose a config from the space and the trials so far."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from tunecraft.space import Space
+from tunecraft.trial import FrozenTrial, TrialState
+
+__all__ = ["History", "Sampler"]
+
+
+class History:
+    """The trials of a study as a sampler or scheduler sees them, fetched once on first use.
+
+    Args:
+        fetch: Returns every trial of the study, ordered by number.
+        direction: ``"minimize"`` or ``"maximize"``.
+    """
+
+    def __init__(
+        self, fetch: Callable[[], Sequence[FrozenTrial]] | Sequence[FrozenTrial], direction: str
+    ) -> None:
+        self._fetch = fetch
+        self._trials: list[FrozenTrial] | None = None
+        self.direction = direction
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        """Every trial, ordered by number."""
+        if self._trials is None:
+            fetched = self._fetch() if callable(self._fetch) else self._fetch
+            self._trials = list(fetched)
+        return self._trials
+
+    def with_state(self, *states: TrialState) -> list[FrozenTrial]:
+        """The trials in any of ``states``."""
+        return [t for t in self.trials if t.state in states]
+
+    @property
+    def complete(self) -> list[FrozenTrial]:
+        """Trials that finished with a value."""
+        return self.with_state(TrialState.COMPLETE)
+
+    @property
+    def pending(self) -> list[FrozenTrial]:
+        """Trials running, paused or waiting: work in flight that a sampler should not repeat."""
+        return self.with_state(TrialState.RUNNING, TrialState.PAUSED, TrialState.WAITING)
+
+    def sign(self) -> float:
+        """``+1`` to minimize, ``-1`` to maximize: multiply values by it to always minimize."""
+        return 1.0 if self.direction == "minimize" else -1.0
+
+
+class Sampler(ABC):
+    """Proposes configurations.
+
+    A sampler owns its randomness: it is built with ``seed=`` and, for a fixed seed and history,
+    proposes the same config for the same trial number, in this process or a fresh one. It sees
+    running trials as well as finished ones (:attr:`History.pending`), so parallel workers can
+    avoid duplicating work in flight. Samplers know nothing of schedulers.
+
+    Subclasses implement :meth:`suggest`; :meth:`is_exhausted` is optional.
+    """
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        from tunecraft._validation import check_int
+
+        check_int(seed, "seed", type(self).__name__, low=0, allow_none=True)
+        self.seed = seed
+        # Without a seed, draw one now: the sampler stays self-consistent (and identical in the
+        # worker processes it is copied to) while differing between runs.
+        self._entropy = (
+            seed if seed is not None else int(np.random.SeedSequence().entropy % (2**63))  # type: ignore[operator]
+        )
+
+    def rng(self, number: int, *salt: int) -> np.random.Generator:
+        """The generator for trial ``number``: a function of the seed and the number only, so
+        suggestions do not depend on which worker asks or in what order."""
+        return np.random.default_rng([self._entropy, number, *salt])
+
+    @abstractmethod
+    def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
+        """Return a config of ``space`` for trial ``number``; inactive parameters left out."""
+
+    def is_exhausted(self, space: Space, history: History) -> bool:
+        """Whether the sampler has nothing left to propose (a finished grid)."""
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(seed={self.seed!r})"

@@ -1,0 +1,96 @@
+"""Exhaustive grid search."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tunecraft._validation import check_int
+from tunecraft.exceptions import InvalidParameterError, SamplerExhaustedError
+from tunecraft.samplers._base import History, Sampler
+from tunecraft.space import Space
+
+__all__ = ["GridSampler"]
+
+
+def _key(config: Mapping[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+class GridSampler(Sampler):
+    """Every point of a grid, each once; the study stops when the grid is used up.
+
+    Args:
+        grid: ``None`` to build the grid from the space (every option of each choice and
+            ``n_points`` values of each numeric parameter), a list of configs, or a dict
+            ``{name: [values]}`` whose product is the grid.
+        n_points: Values per numeric parameter when the grid comes from the space.
+        shuffle: Visit the points in a seeded random order instead of the grid's order.
+        seed: Seeds the shuffle.
+
+    Points already tried, running or enqueued in the study are skipped, so parallel workers and
+    a resumed study do not repeat them.
+    """
+
+    def __init__(
+        self,
+        grid: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]] | None = None,
+        *,
+        n_points: int = 5,
+        shuffle: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.n_points = check_int(n_points, "n_points", "GridSampler", low=1)
+        self.shuffle = bool(shuffle)
+        self._grid_spec = grid
+        self._cache: tuple[Space, list[dict[str, Any]]] | None = None
+
+    def points(self, space: Space) -> list[dict[str, Any]]:
+        """The grid for ``space``, in visiting order."""
+        if self._cache is not None and self._cache[0] == space:
+            return self._cache[1]
+        spec = self._grid_spec
+        if spec is None:
+            points = space.grid(self.n_points)  # type: ignore[arg-type]
+        elif isinstance(spec, Mapping):
+            points = [{}]
+            for name, values in spec.items():
+                if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+                    raise InvalidParameterError(
+                        f"GridSampler(grid=...): values of '{name}' must be a list."
+                    )
+                points = [{**p, name: v} for p in points for v in values]
+            points = [{k: v for k, v in p.items() if space.is_active(k, p)} for p in points]
+        else:
+            points = [dict(p) for p in spec]
+        seen: set[str] = set()
+        unique = []
+        for p in points:
+            config = space.validate(p)
+            if _key(config) not in seen:
+                seen.add(_key(config))
+                unique.append(config)
+        if self.shuffle:
+            order = np.random.default_rng(self._entropy).permutation(len(unique))
+            unique = [unique[i] for i in order]
+        self._cache = (space, unique)
+        return unique
+
+    def _remaining(self, space: Space, history: History) -> list[dict[str, Any]]:
+        used = {_key(t.config) for t in history.trials}
+        return [p for p in self.points(space) if _key(p) not in used]
+
+    def is_exhausted(self, space: Space, history: History) -> bool:
+        return not self._remaining(space, history)
+
+    def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
+        remaining = self._remaining(space, history)
+        if not remaining:
+            raise SamplerExhaustedError(
+                f"The grid of {len(self.points(space))} points is exhausted."
+            )
+        return dict(remaining[0])

@@ -1,0 +1,150 @@
+"""The storage interface: the single source of truth of studies and trials."""
+
+from __future__ import annotations
+
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Container
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from tunecraft.trial import FrozenTrial, TrialState
+
+__all__ = ["Storage", "StudyInfo", "current_worker", "utcnow"]
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """What a storage records of a study itself."""
+
+    study_id: int
+    name: str
+    direction: str
+    space: dict[str, Any]
+    datetime_created: datetime | None = None
+    n_trials: int = 0
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (every storage records times in UTC)."""
+    return datetime.now(timezone.utc)
+
+
+def current_worker() -> str:
+    """``host:pid`` of this process, recorded on the trials it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# Allowed state changes. Finished states have no way out: finished trials are immutable.
+TRANSITIONS: dict[TrialState, frozenset[TrialState]] = {
+    TrialState.WAITING: frozenset({TrialState.RUNNING, TrialState.FAILED}),
+    TrialState.RUNNING: frozenset(
+        {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED, TrialState.PAUSED}
+    ),
+    TrialState.PAUSED: frozenset({TrialState.RUNNING, TrialState.PRUNED, TrialState.FAILED}),
+    TrialState.COMPLETE: frozenset(),
+    TrialState.PRUNED: frozenset(),
+    TrialState.FAILED: frozenset(),
+}
+
+
+class Storage(ABC):
+    """Where studies and trials live.
+
+    Contract, which every implementation meets and ``tunecraft.testing`` checks:
+
+    * Every method is atomic and safe to call from several threads; SQL storages are also safe
+      from several processes and machines sharing one database.
+    * Trial numbers are unique and dense within a study (0, 1, 2...) under concurrent writers.
+    * Finished trials (complete, pruned, failed) are immutable: any write to one raises
+      :class:`~tunecraft.exceptions.TrialStateError`, so a trial cannot be told twice.
+    * Records returned are snapshots; changing them changes nothing in the storage.
+    * A study can be reopened after the process that wrote it died, with every finished trial
+      intact.
+    """
+
+    #: A URL another process can pass to :func:`tunecraft.storage.get_storage` to open the same
+    #: storage, or ``None`` when the storage lives only in this process.
+    url: str | None = None
+
+    # -- studies -------------------------------------------------------------------------------
+    @abstractmethod
+    def create_study(self, name: str, direction: str, space: dict[str, Any]) -> StudyInfo:
+        """Create a study; raise ``DuplicatedStudyError`` when the name is taken."""
+
+    @abstractmethod
+    def get_study(self, name: str) -> StudyInfo:
+        """Return the study of that name; raise ``StudyNotFoundError`` when there is none."""
+
+    @abstractmethod
+    def list_studies(self) -> list[StudyInfo]:
+        """Every study, oldest first, with its number of trials."""
+
+    @abstractmethod
+    def delete_study(self, study_id: int) -> None:
+        """Delete a study and all its trials."""
+
+    # -- trials --------------------------------------------------------------------------------
+    @abstractmethod
+    def create_trial(
+        self,
+        study_id: int,
+        *,
+        state: TrialState = TrialState.RUNNING,
+        config: dict[str, Any] | None = None,
+        worker: str | None = None,
+    ) -> FrozenTrial:
+        """Add a trial (running or waiting) with the next number of the study."""
+
+    @abstractmethod
+    def claim_waiting_trial(self, study_id: int, worker: str) -> FrozenTrial | None:
+        """Atomically move the lowest-numbered waiting trial to running and return it.
+
+        Two callers never claim the same trial. Returns ``None`` when none is waiting.
+        """
+
+    @abstractmethod
+    def set_trial_config(self, trial_id: int, config: dict[str, Any]) -> None:
+        """Set the config of a trial that is not finished."""
+
+    @abstractmethod
+    def report(self, trial_id: int, step: int, value: float) -> None:
+        """Record (or overwrite) the intermediate value at ``step`` of a running trial."""
+
+    @abstractmethod
+    def set_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        """Attach a JSON-serializable value to a trial that is not finished."""
+
+    @abstractmethod
+    def set_state(
+        self,
+        trial_id: int,
+        state: TrialState,
+        *,
+        value: float | None = None,
+        error: str | None = None,
+        expected: Container[TrialState] | None = None,
+    ) -> FrozenTrial:
+        """Move a trial to ``state`` (recording value or error) and return the new record.
+
+        Raises ``TrialStateError`` when the change is not allowed (from a finished state, or
+        from a state not in ``expected`` when given), checked and written atomically.
+        """
+
+    @abstractmethod
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        """One trial by its storage key."""
+
+    @abstractmethod
+    def get_trials(
+        self, study_id: int, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        """The trials of a study ordered by number, optionally only those in ``states``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (optional)."""
+
+    def after_fork(self) -> None:  # noqa: B027 - optional hook
+        """Called in a forked child before it uses the storage: drop inherited connections."""

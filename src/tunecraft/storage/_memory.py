@@ -1,0 +1,190 @@
+"""Storage in this process's memory: fast, gone when the process ends."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Container
+from dataclasses import replace
+from typing import Any
+
+from tunecraft.exceptions import DuplicatedStudyError, StudyNotFoundError, TrialStateError
+from tunecraft.storage._base import TRANSITIONS, Storage, StudyInfo, utcnow
+from tunecraft.trial import FrozenTrial, TrialState
+
+__all__ = ["MemoryStorage"]
+
+
+class MemoryStorage(Storage):
+    """Studies and trials in a dict, guarded by one lock.
+
+    Records are replaced, never mutated, so a snapshot handed out stays as it was.
+    """
+
+    url = None
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._studies: dict[int, StudyInfo] = {}
+        self._by_name: dict[str, int] = {}
+        self._trials: dict[int, FrozenTrial] = {}
+        self._study_trials: dict[int, list[int]] = {}
+        self._trial_study: dict[int, int] = {}
+        self._next_study_id = 0
+        self._next_trial_id = 0
+
+    # -- studies -------------------------------------------------------------------------------
+    def create_study(self, name: str, direction: str, space: dict[str, Any]) -> StudyInfo:
+        with self._lock:
+            if name in self._by_name:
+                raise DuplicatedStudyError(f"A study named '{name}' already exists.")
+            sid = self._next_study_id
+            self._next_study_id += 1
+            info = StudyInfo(sid, name, direction, copy.deepcopy(space), utcnow())
+            self._studies[sid] = info
+            self._by_name[name] = sid
+            self._study_trials[sid] = []
+            return info
+
+    def get_study(self, name: str) -> StudyInfo:
+        with self._lock:
+            if name not in self._by_name:
+                raise StudyNotFoundError(f"No study named '{name}' in this in-memory storage.")
+            sid = self._by_name[name]
+            return replace(self._studies[sid], n_trials=len(self._study_trials[sid]))
+
+    def list_studies(self) -> list[StudyInfo]:
+        with self._lock:
+            return [
+                replace(info, n_trials=len(self._study_trials[sid]))
+                for sid, info in self._studies.items()
+            ]
+
+    def delete_study(self, study_id: int) -> None:
+        with self._lock:
+            info = self._studies.pop(study_id, None)
+            if info is None:
+                raise StudyNotFoundError(f"No study with id {study_id}.")
+            del self._by_name[info.name]
+            for tid in self._study_trials.pop(study_id):
+                del self._trials[tid]
+                del self._trial_study[tid]
+
+    # -- trials --------------------------------------------------------------------------------
+    def create_trial(
+        self,
+        study_id: int,
+        *,
+        state: TrialState = TrialState.RUNNING,
+        config: dict[str, Any] | None = None,
+        worker: str | None = None,
+    ) -> FrozenTrial:
+        if state not in (TrialState.RUNNING, TrialState.WAITING):
+            raise TrialStateError(f"A new trial is running or waiting, not {state.value}.")
+        with self._lock:
+            if study_id not in self._studies:
+                raise StudyNotFoundError(f"No study with id {study_id}.")
+            tid = self._next_trial_id
+            self._next_trial_id += 1
+            record = FrozenTrial(
+                number=len(self._study_trials[study_id]),
+                state=state,
+                config=dict(config or {}),
+                datetime_start=utcnow() if state is TrialState.RUNNING else None,
+                trial_id=tid,
+                worker=worker if state is TrialState.RUNNING else None,
+            )
+            self._trials[tid] = record
+            self._study_trials[study_id].append(tid)
+            self._trial_study[tid] = study_id
+            return record
+
+    def claim_waiting_trial(self, study_id: int, worker: str) -> FrozenTrial | None:
+        with self._lock:
+            for tid in self._study_trials.get(study_id, []):
+                t = self._trials[tid]
+                if t.state is TrialState.WAITING:
+                    t = replace(
+                        t, state=TrialState.RUNNING, datetime_start=utcnow(), worker=worker
+                    )
+                    self._trials[tid] = t
+                    return t
+            return None
+
+    def _get(self, trial_id: int) -> FrozenTrial:
+        try:
+            return self._trials[trial_id]
+        except KeyError:
+            raise TrialStateError(f"No trial with id {trial_id}.") from None
+
+    def _writable(self, trial_id: int, what: str) -> FrozenTrial:
+        t = self._get(trial_id)
+        if t.state.is_finished:
+            raise TrialStateError(f"{what}: trial {t.number} is already {t.state.value}.")
+        return t
+
+    def set_trial_config(self, trial_id: int, config: dict[str, Any]) -> None:
+        with self._lock:
+            t = self._writable(trial_id, "set_trial_config")
+            self._trials[trial_id] = replace(t, config=dict(config))
+
+    def report(self, trial_id: int, step: int, value: float) -> None:
+        with self._lock:
+            t = self._writable(trial_id, "report")
+            self._trials[trial_id] = replace(t, intermediate={**t.intermediate, step: value})
+
+    def set_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        value = json.loads(json.dumps(value))  # same rules as the SQL storage
+        with self._lock:
+            t = self._writable(trial_id, "set_user_attr")
+            self._trials[trial_id] = replace(t, user_attrs={**t.user_attrs, key: value})
+
+    def set_state(
+        self,
+        trial_id: int,
+        state: TrialState,
+        *,
+        value: float | None = None,
+        error: str | None = None,
+        expected: Container[TrialState] | None = None,
+    ) -> FrozenTrial:
+        with self._lock:
+            t = self._get(trial_id)
+            if state not in TRANSITIONS[t.state] or (
+                expected is not None and t.state not in expected
+            ):
+                raise TrialStateError(
+                    f"Trial {t.number} is {t.state.value}; it cannot become {state.value}."
+                )
+            now = utcnow()
+            t = replace(
+                t,
+                state=state,
+                value=value,
+                error=error,
+                datetime_start=t.datetime_start or now,
+                datetime_complete=now if state.is_finished else None,
+            )
+            self._trials[trial_id] = t
+            return t
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            return _snapshot(self._get(trial_id))
+
+    def get_trials(
+        self, study_id: int, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        with self._lock:
+            if study_id not in self._studies:
+                raise StudyNotFoundError(f"No study with id {study_id}.")
+            trials = [self._trials[tid] for tid in self._study_trials[study_id]]
+        return [_snapshot(t) for t in trials if states is None or t.state in states]
+
+
+def _snapshot(t: FrozenTrial) -> FrozenTrial:
+    """A record whose dicts the caller may change without touching the storage's copy."""
+    return replace(
+        t, config=dict(t.config), intermediate=dict(t.intermediate), user_attrs=dict(t.user_attrs)
+    )

@@ -1,0 +1,651 @@
+"""The Study: asks samplers, tells storage, consults schedulers, runs objectives."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tunecraft._validation import check_choice, check_float, check_int
+from tunecraft.exceptions import (
+    DuplicatedStudyError,
+    InvalidParameterError,
+    SamplerExhaustedError,
+    TrialPruned,
+    TrialStateError,
+)
+from tunecraft.logging import get_logger
+from tunecraft.samplers import History, Sampler, make_sampler
+from tunecraft.schedulers import Decision, Scheduler, make_scheduler
+from tunecraft.space import Param, Space
+from tunecraft.storage import Storage, StudyInfo, get_storage
+from tunecraft.storage._base import current_worker
+from tunecraft.trial import FrozenTrial, Trial, TrialState, check_value
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Study", "delete_study", "list_studies", "load_study"]
+
+_log = get_logger("study")
+_DIRECTIONS = ("minimize", "maximize")
+Objective = Callable[[Trial], Any]
+StudyCallback = Callable[["Study", FrozenTrial], None]
+
+
+class Study:
+    """A hyperparameter search: a space, a direction, and the trials run so far.
+
+    Args:
+        space: ``{name: domain}`` or a :class:`~tunecraft.space.Space`; may be ``None`` when
+            loading an existing study, whose space the storage holds.
+        direction: ``"minimize"`` or ``"maximize"``.
+        sampler: A sampler name (``"auto"``, ``"random"``, ``"sobol"``, ``"grid"``...) or a
+            :class:`~tunecraft.samplers.Sampler`.
+        scheduler: ``None``, a scheduler name or a :class:`~tunecraft.schedulers.Scheduler`.
+        storage: ``None`` (in memory), a URL (``"sqlite:///runs.db"``,
+            ``"postgresql://..."``) or a :class:`~tunecraft.storage.Storage`.
+        name: The study's name in the storage (a random one when ``None``).
+        seed: Seeds a sampler or scheduler given by name.
+        load_if_exists: Continue a study of that name instead of raising.
+
+    Example:
+        >>> import tunecraft as tc
+        >>> study = tc.Study({"x": tc.uniform(-5, 5)}, sampler=tc.make_sampler("sobol", seed=0))
+        >>> study.optimize(lambda trial: (trial.config["x"] - 1) ** 2, n_trials=16)
+        >>> abs(study.best_config["x"] - 1) < 1
+        True
+    """
+
+    def __init__(
+        self,
+        space: Space | Mapping[str, Param | str] | None = None,
+        *,
+        direction: str = "minimize",
+        sampler: Sampler | str = "auto",
+        scheduler: Scheduler | str | None = None,
+        storage: Storage | str | None = None,
+        name: str | None = None,
+        seed: int | None = None,
+        load_if_exists: bool = False,
+    ) -> None:
+        check_choice(direction, "direction", "Study", _DIRECTIONS)
+        check_int(seed, "seed", "Study", low=0, allow_none=True)
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise InvalidParameterError(
+                f"The 'name' parameter of Study must be a non-empty str, got {name!r}."
+            )
+        self._storage = get_storage(storage)
+        self.sampler = _resolve_sampler(sampler, seed)
+        self.scheduler = _resolve_scheduler(scheduler, seed)
+        self._seed = seed
+        if space is None:
+            if name is None:
+                raise InvalidParameterError(
+                    "Study: give a 'space', or the 'name' of a stored study to load."
+                )
+            info = self._storage.get_study(name)
+        else:
+            space = space if isinstance(space, Space) else Space(space)
+            name = name or f"study-{uuid.uuid4().hex[:12]}"
+            try:
+                info = self._storage.create_study(name, direction, space.to_dict())
+            except DuplicatedStudyError:
+                if not load_if_exists:
+                    raise DuplicatedStudyError(
+                        f"A study named '{name}' already exists; pass load_if_exists=True to "
+                        "continue it, or choose another name."
+                    ) from None
+                info = self._storage.get_study(name)
+                stored = Space.from_dict(info.space)
+                if stored != space:
+                    raise InvalidParameterError(
+                        f"Study '{name}' exists with another space ({stored.to_dict()}); "
+                        "pass the same space, space=None to use the stored one, or a new name."
+                    ) from None
+                if info.direction != direction:
+                    raise InvalidParameterError(
+                        f"Study '{name}' exists with direction '{info.direction}', "
+                        f"not '{direction}'."
+                    ) from None
+        self._info: StudyInfo = info
+        self.space = Space.from_dict(info.space)
+
+    # -- identity --------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The study's name in its storage."""
+        return self._info.name
+
+    @property
+    def direction(self) -> str:
+        """``"minimize"`` or ``"maximize"``."""
+        return self._info.direction
+
+    @property
+    def storage(self) -> Storage:
+        """Where the trials live."""
+        return self._storage
+
+    @property
+    def study_id(self) -> int:
+        """The storage's key of the study."""
+        return self._info.study_id
+
+    def __repr__(self) -> str:
+        return f"Study(name={self.name!r}, direction={self.direction!r}, space={self.space!r})"
+
+    # -- reading ---------------------------------------------------------------------------------
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        """Every trial, ordered by number."""
+        return self._storage.get_trials(self.study_id)
+
+    def get_trials(self, states: Iterable[TrialState | str] | None = None) -> list[FrozenTrial]:
+        """The trials in ``states`` (all when ``None``)."""
+        if states is None:
+            return self.trials
+        wanted = {TrialState.parse(s, "Study.get_trials") for s in states}
+        return self._storage.get_trials(self.study_id, wanted)
+
+    def history(self) -> History:
+        """The trials as samplers and schedulers see them (fetched on first use)."""
+        return History(lambda: self._storage.get_trials(self.study_id), self.direction)
+
+    @property
+    def best_trial(self) -> FrozenTrial:
+        """The complete trial with the best value (the lowest number among ties).
+
+        Raises:
+            ValueError: No trial is complete yet.
+        """
+        complete = self._storage.get_trials(self.study_id, {TrialState.COMPLETE})
+        if not complete:
+            raise InvalidParameterError(f"Study '{self.name}' has no complete trial yet.")
+        sign = 1.0 if self.direction == "minimize" else -1.0
+        return min(complete, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
+
+    @property
+    def best_config(self) -> dict[str, Any]:
+        """The config of :attr:`best_trial`."""
+        return dict(self.best_trial.config)
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """Alias of :attr:`best_config`, for Optuna users."""
+        return self.best_config
+
+    @property
+    def best_value(self) -> float:
+        """The value of :attr:`best_trial`."""
+        return float(self.best_trial.value)  # type: ignore[arg-type]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row a trial: number, state, value, ``config_<name>`` (missing when inactive),
+        start, completion, duration in seconds, ``user_<key>``, error, last step reported.
+
+        Needs pandas (``pip install "tunecraft[pandas]"``).
+        """
+        from tunecraft._imports import require
+
+        pd_mod = require("pandas", "pandas", purpose="Study.to_dataframe")
+        rows = []
+        attr_keys: list[str] = []
+        for t in self.trials:
+            for k in t.user_attrs:
+                if k not in attr_keys:
+                    attr_keys.append(k)
+        for t in self.trials:
+            row: dict[str, Any] = {"number": t.number, "state": t.state.value, "value": t.value}
+            for n in self.space.names:
+                row[f"config_{n}"] = t.config.get(n)
+            row["datetime_start"] = t.datetime_start
+            row["datetime_complete"] = t.datetime_complete
+            row["duration"] = t.duration
+            row["last_step"] = t.last_step
+            for k in attr_keys:
+                row[f"user_{k}"] = t.user_attrs.get(k)
+            row["error"] = t.error
+            rows.append(row)
+        columns = (
+            ["number", "state", "value"]
+            + [f"config_{n}" for n in self.space.names]
+            + ["datetime_start", "datetime_complete", "duration", "last_step"]
+            + [f"user_{k}" for k in attr_keys]
+            + ["error"]
+        )
+        return pd_mod.DataFrame(rows, columns=columns)
+
+    # -- ask and tell ----------------------------------------------------------------------------
+    def enqueue(self, config: Mapping[str, Any]) -> FrozenTrial:
+        """Queue a config (possibly partial) to be evaluated by the next :meth:`ask`.
+
+        Parameters left out are filled by the sampler when the trial starts.
+        """
+        if not isinstance(config, Mapping):
+            raise TypeError(
+                f"The 'config' parameter of Study.enqueue must be a dict, got {config!r}."
+            )
+        for k, v in config.items():
+            if k not in self.space:
+                raise InvalidParameterError(
+                    f"Study.enqueue: unknown parameter '{k}'; the space has "
+                    f"{', '.join(self.space.names)}."
+                )
+            if not self.space[k].contains(v):
+                raise InvalidParameterError(
+                    f"Study.enqueue: '{k}'={v!r} is outside {self.space[k].notation()}."
+                )
+        return self._storage.create_trial(
+            self.study_id, state=TrialState.WAITING, config=dict(config)
+        )
+
+    def ask(self) -> Trial:
+        """Start a trial: an enqueued config if any waits, else the sampler's proposal.
+
+        Raises:
+            SamplerExhaustedError: The sampler has nothing left (a finished grid).
+        """
+        worker = current_worker()
+        record = self._storage.claim_waiting_trial(self.study_id, worker)
+        if record is not None:
+            config = record.config
+            if not self.space.contains(config):
+                try:
+                    config = self._complete(config, record.number)
+                except BaseException as exc:
+                    self._storage.set_state(record.trial_id, TrialState.FAILED, error=repr(exc))
+                    raise
+                self._storage.set_trial_config(record.trial_id, config)
+                record = _with(record, config=config)
+            return Trial(self, record)
+        history = self.history()
+        if self.sampler.is_exhausted(self.space, history):
+            raise SamplerExhaustedError(f"The sampler of study '{self.name}' has nothing left.")
+        record = self._storage.create_trial(self.study_id, state=TrialState.RUNNING, worker=worker)
+        try:
+            config = self.space.validate(self.sampler.suggest(self.space, history, record.number))
+        except BaseException as exc:
+            self._storage.set_state(
+                record.trial_id, TrialState.FAILED, error=f"sampler: {_describe(exc)}"
+            )
+            raise
+        self._storage.set_trial_config(record.trial_id, config)
+        return Trial(self, _with(record, config=config))
+
+    def _complete(self, partial: Mapping[str, Any], number: int) -> dict[str, Any]:
+        """Fill the parameters an enqueued config leaves out."""
+        suggested = self.sampler.suggest(self.space, self.history(), number)
+        rng = self.sampler.rng(number, 1)
+        config: dict[str, Any] = {}
+        for name in self.space.names:
+            if not self.space.is_active(name, config):
+                continue
+            if name in partial:
+                config[name] = partial[name]
+            elif name in suggested:
+                config[name] = suggested[name]
+            else:
+                config[name] = self.space[name].sample(rng)
+        return self.space.validate(config)
+
+    def tell(
+        self,
+        trial: Trial | int,
+        value: float | None = None,
+        *,
+        state: TrialState | str | None = None,
+        error: str | None = None,
+    ) -> FrozenTrial:
+        """Finish a trial started with :meth:`ask`.
+
+        Args:
+            trial: The :class:`Trial` or its number.
+            value: The objective's value (needed for a complete trial).
+            state: ``"complete"`` (default), ``"pruned"``, ``"failed"`` or ``"paused"``. When
+                the scheduler stopped the trial, the default is ``"pruned"``.
+            error: Why the trial failed.
+
+        An invalid value (None, NaN, inf, not a number) fails the trial with the reason
+        recorded instead of raising. Telling a finished trial raises ``TrialStateError``.
+        """
+        handle = trial if isinstance(trial, Trial) else None
+        record = self._record_of(trial)
+        if state is None:
+            decision = handle.decision if handle is not None else "continue"
+            new_state = {"stop": TrialState.PRUNED, "pause": TrialState.PAUSED}.get(
+                decision, TrialState.COMPLETE
+            )
+        else:
+            new_state = TrialState.parse(state, "Study.tell")
+        if new_state in (TrialState.WAITING, TrialState.RUNNING):
+            raise InvalidParameterError(
+                f"The 'state' parameter of Study.tell must be complete, pruned, paused or "
+                f"failed, got {new_state.value!r}."
+            )
+        if record.state.is_finished:
+            raise TrialStateError(
+                f"Trial {record.number} is already {record.state.value}; it cannot be told twice."
+            )
+        stored_value: float | None = None
+        if new_state is TrialState.COMPLETE:
+            try:
+                stored_value = check_value(value, "The objective")
+            except ValueError as exc:
+                new_state, error = TrialState.FAILED, str(exc)
+                _log.warning("Trial %d failed: %s", record.number, exc)
+        elif new_state in (TrialState.PRUNED, TrialState.PAUSED):
+            if value is not None and _finite(value):
+                stored_value = float(value)
+            elif record.intermediate or (handle and handle.intermediate):
+                inter = handle.intermediate if handle else record.intermediate
+                stored_value = inter[max(inter)]
+        finished = self._storage.set_state(
+            record.trial_id, new_state, value=stored_value, error=error
+        )
+        if handle is not None:
+            handle._update(finished)
+        return finished
+
+    def _record_of(self, trial: Trial | int) -> FrozenTrial:
+        if isinstance(trial, Trial):
+            if trial.study is not self and trial.study.name != self.name:
+                raise InvalidParameterError(
+                    f"Trial {trial.number} belongs to study '{trial.study.name}', "
+                    f"not '{self.name}'."
+                )
+            return trial._record  # this process owns the trial; the storage re-checks its state
+        number = check_int(trial, "trial", "Study.tell", low=0)
+        for t in self._storage.get_trials(self.study_id):
+            if t.number == number:
+                return t
+        raise InvalidParameterError(f"Study '{self.name}' has no trial number {number}.")
+
+    # -- called by Trial -------------------------------------------------------------------------
+    def _report(self, trial: Trial, value: float, step: int) -> str:
+        trial._check_running("Trial.report")
+        self._storage.report(trial.trial_id, step, value)
+        record = _with(trial._record, intermediate={**trial._record.intermediate, step: value})
+        trial._update(record)
+        if self.scheduler is None:
+            return Decision.CONTINUE.value
+        decision = Decision(self.scheduler.on_report(record, self.history()))
+        return decision.value
+
+    def _set_user_attr(self, trial: Trial, key: str, value: Any) -> None:
+        self._storage.set_user_attr(trial.trial_id, key, value)
+        trial._update(_with(trial._record, user_attrs={**trial._record.user_attrs, key: value}))
+
+    # -- recovery --------------------------------------------------------------------------------
+    def fail_stale_trials(self, *, all_running: bool = False) -> list[int]:
+        """Mark failed the running trials whose worker process is gone; return their numbers.
+
+        A trial records the ``host:pid`` that runs it. Trials of a process on this host that no
+        longer exists (killed, crashed) are stale. With ``all_running=True`` every running trial
+        is marked failed, for when you know no worker anywhere is alive.
+        """
+        host = current_worker().rsplit(":", 1)[0]
+        failed = []
+        for t in self._storage.get_trials(self.study_id, {TrialState.RUNNING}):
+            worker = t.worker or ""
+            w_host, _, pid = worker.rpartition(":")
+            dead = all_running or (w_host == host and pid.isdigit() and not _pid_alive(int(pid)))
+            if not dead:
+                continue
+            try:
+                self._storage.set_state(
+                    t.trial_id,
+                    TrialState.FAILED,
+                    error=f"stale: worker {worker or '?'} is gone",
+                    expected={TrialState.RUNNING},
+                )
+                failed.append(t.number)
+            except TrialStateError:
+                pass  # finished meanwhile
+        if failed:
+            _log.warning("Marked %d stale trial(s) failed: %s", len(failed), failed)
+        return failed
+
+    # -- optimize --------------------------------------------------------------------------------
+    def optimize(
+        self,
+        objective: Objective,
+        *,
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        n_jobs: int = 1,
+        callbacks: Sequence[StudyCallback] | None = None,
+        catch: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        show_progress_bar: bool = False,
+    ) -> None:
+        """Run ``objective`` on new trials until ``n_trials`` are done or ``timeout`` passes.
+
+        Args:
+            objective: ``objective(trial) -> float``; it may ``trial.report`` and check
+                ``trial.should_stop()``.
+            n_trials: Trials to run in this call (``None``: until the timeout, the sampler is
+                exhausted or Ctrl-C).
+            timeout: Seconds after which no new trial starts.
+            n_jobs: Worker processes (``-1``: one per CPU). Processes share the storage, so
+                ``n_jobs > 1`` needs a storage another process can open (SQLite, PostgreSQL).
+            callbacks: ``callback(study, frozen_trial)`` after each trial, in the worker that
+                ran it.
+            catch: Exceptions that fail the trial and let the study go on (default: any
+                ``Exception``). Others fail the trial and are raised.
+            show_progress_bar: Show a progress bar on the terminal.
+
+        An objective that raises, or returns NaN, inf or None, fails its trial with the reason
+        recorded. Ctrl-C fails the running trial and stops; the study stays resumable.
+        """
+        if not callable(objective):
+            raise TypeError(
+                f"The 'objective' parameter of Study.optimize must be callable, got {objective!r}."
+            )
+        check_int(n_trials, "n_trials", "Study.optimize", low=1, allow_none=True)
+        check_float(
+            timeout, "timeout", "Study.optimize", low=0, low_inclusive=False, allow_none=True
+        )
+        check_int(n_jobs, "n_jobs", "Study.optimize", low=-1)
+        if n_jobs == 0:
+            raise InvalidParameterError(
+                "The 'n_jobs' parameter of Study.optimize must be -1 or an int >= 1, got 0."
+            )
+        catch_tuple = catch if isinstance(catch, tuple) else (catch,)
+        for c in catch_tuple:
+            if not (isinstance(c, type) and issubclass(c, BaseException)):
+                raise TypeError(
+                    "The 'catch' parameter of Study.optimize must hold exception classes, "
+                    f"got {c!r}."
+                )
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            if not callable(cb):
+                raise TypeError(
+                    f"The 'callbacks' parameter of Study.optimize must hold callables, got {cb!r}."
+                )
+        n_workers = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+        self.fail_stale_trials()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if n_workers > 1:
+            from tunecraft.execution._local import run_in_processes
+
+            run_in_processes(
+                self,
+                objective,
+                n_trials=n_trials,
+                deadline=deadline,
+                n_workers=n_workers,
+                callbacks=callbacks,
+                catch=catch_tuple,
+                show_progress_bar=show_progress_bar,
+            )
+            return
+        progress = _progress(show_progress_bar, n_trials, timeout)
+        done = 0
+        try:
+            while n_trials is None or done < n_trials:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                try:
+                    record = self.run_trial(objective, catch=catch_tuple)
+                except SamplerExhaustedError:
+                    _log.info("Study '%s': the sampler is exhausted.", self.name)
+                    break
+                done += 1
+                for cb in callbacks:
+                    cb(self, record)
+                progress.update(self, record)
+        finally:
+            progress.close()
+
+    def run_trial(
+        self, objective: Objective, *, catch: tuple[type[BaseException], ...] = (Exception,)
+    ) -> FrozenTrial:
+        """Ask, run ``objective`` on the trial, tell, and return the finished record."""
+        trial = self.ask()
+        try:
+            value = objective(trial)
+        except TrialPruned:
+            return self.tell(trial, None, state=TrialState.PRUNED)
+        except catch as exc:
+            _log.warning("Trial %d failed: %s", trial.number, _describe(exc))
+            return self.tell(
+                trial, state=TrialState.FAILED, error=_describe(exc, with_traceback=True)
+            )
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit, exceptions not caught
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else _describe(exc, True)
+            try:
+                self.tell(trial, state=TrialState.FAILED, error=reason)
+            finally:
+                raise
+        return self.tell(trial, value)
+
+
+# -- module functions ----------------------------------------------------------------------------
+def load_study(
+    name: str,
+    *,
+    storage: Storage | str,
+    sampler: Sampler | str = "auto",
+    scheduler: Scheduler | str | None = None,
+    seed: int | None = None,
+) -> Study:
+    """Open a stored study (its space and direction come from the storage).
+
+    Example:
+        >>> import tunecraft as tc
+        >>> storage = tc.storage.MemoryStorage()
+        >>> _ = tc.Study({"x": tc.uniform(0, 1)}, name="demo", storage=storage)
+        >>> tc.load_study("demo", storage=storage).space["x"]
+        <uniform(0, 1)>
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidParameterError(
+            f"The 'name' parameter of load_study must be a non-empty str, got {name!r}."
+        )
+    st = get_storage(storage)
+    info = st.get_study(name)
+    return Study(
+        None,
+        direction=info.direction,
+        sampler=sampler,
+        scheduler=scheduler,
+        storage=st,
+        name=name,
+        seed=seed,
+    )
+
+
+def delete_study(name: str, *, storage: Storage | str) -> None:
+    """Delete a stored study and all its trials."""
+    st = get_storage(storage)
+    st.delete_study(st.get_study(name).study_id)
+
+
+def list_studies(storage: Storage | str) -> list[StudyInfo]:
+    """The studies a storage holds, oldest first."""
+    return get_storage(storage).list_studies()
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _resolve_sampler(sampler: Sampler | str, seed: int | None) -> Sampler:
+    if isinstance(sampler, Sampler):
+        if seed is not None:
+            raise InvalidParameterError(
+                "Study: 'seed' seeds a sampler given by name; a Sampler instance carries its "
+                "own seed (tc.make_sampler(name, seed=...))."
+            )
+        return sampler
+    if isinstance(sampler, str):
+        return make_sampler(sampler, seed=seed)
+    raise TypeError(
+        f"The 'sampler' parameter of Study must be a name or a Sampler, got {sampler!r}."
+    )
+
+
+def _resolve_scheduler(scheduler: Scheduler | str | None, seed: int | None) -> Scheduler | None:
+    if scheduler is None or isinstance(scheduler, Scheduler):
+        return scheduler
+    if isinstance(scheduler, str):
+        return make_scheduler(scheduler, seed=seed)
+    raise TypeError(
+        f"The 'scheduler' parameter of Study must be None, a name or a Scheduler, "
+        f"got {scheduler!r}."
+    )
+
+
+def _with(record: FrozenTrial, **changes: Any) -> FrozenTrial:
+    from dataclasses import replace
+
+    return replace(record, **changes)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _describe(exc: BaseException, with_traceback: bool = False) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if with_traceback:
+        text += "\n" + "".join(traceback.format_exception(exc)[-6:])
+    return text
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still "exists"; it is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class _NoProgress:
+    def update(self, study: Study, record: FrozenTrial) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(show: bool, n_trials: int | None, timeout: float | None) -> Any:
+    if not show:
+        return _NoProgress()
+    from tunecraft._progress import ProgressBar
+
+    return ProgressBar(total=n_trials, timeout=timeout)
