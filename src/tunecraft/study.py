@@ -240,6 +240,13 @@ class Study:
                 raise InvalidParameterError(
                     f"Study.enqueue: '{k}'={v!r} is outside {self.space[k].notation()}."
                 )
+            parents = self.space[k].condition or {}
+            if all(p in config for p in parents) and not self.space.is_active(k, config):
+                raise InvalidParameterError(
+                    f"Study.enqueue: '{k}' is inactive for this config (it needs "
+                    f"{', '.join(f'{p} in {list(vs)!r}' for p, vs in parents.items())}); "
+                    "leave it out."
+                )
         return self._storage.create_trial(
             self.study_id, state=TrialState.WAITING, config=dict(config)
         )

@@ -102,7 +102,11 @@ def check_value(value: Any, what: str) -> float:
     """Return ``value`` as a finite float or raise a ``ValueError`` saying why it is not."""
     if value is None:
         raise InvalidParameterError(f"{what} returned None; return a finite number.")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, (str, bytes, bool)):  # float("0.5") and float(True) would pass
+        raise InvalidParameterError(
+            f"{what} returned {type(value).__name__} {value!r}; return a finite number."
+        )
+    if not isinstance(value, numbers.Real):
         try:
             value = float(value)  # numpy scalars, 0-d arrays, tensors with __float__
         except (TypeError, ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import time
 from collections.abc import Callable, Sequence
@@ -51,7 +52,18 @@ def run_in_processes(
     procs = [
         ctx.Process(
             target=_worker,
-            args=(study, objective, n_trials, deadline, claimed, stop, results, callbacks, catch),
+            args=(
+                study,
+                objective,
+                n_trials,
+                deadline,
+                claimed,
+                stop,
+                results,
+                callbacks,
+                catch,
+                os.getpid(),
+            ),
             name=f"tunecraft-worker-{i}",
         )
         for i in range(n_workers)
@@ -118,10 +130,16 @@ def _worker(
     results: Any,
     callbacks: Sequence[Callable[[Study, FrozenTrial], None]],
     catch: tuple[type[BaseException], ...],
+    parent_pid: int,
 ) -> None:
     study.storage.after_fork()
     try:
         while not stop.is_set():
+            if os.getppid() != parent_pid:
+                # The parent was killed (kill -9 leaves no chance to stop us): finish here
+                # rather than run the rest of the study unsupervised.
+                _log.warning("The parent process is gone; worker %d stops.", os.getpid())
+                break
             if deadline is not None and time.monotonic() >= deadline:
                 break
             with claimed.get_lock():
@@ -142,5 +160,7 @@ def _worker(
         stop.set()
         results.put(("error", f"{type(exc).__name__}: {exc}"))
     finally:
+        if os.getppid() != parent_pid:
+            results.cancel_join_thread()  # nobody reads: do not block on a full pipe
         results.close()
         results.join_thread()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -66,12 +67,14 @@ def make_sampler(
             f"The 'options' parameter of make_sampler must be a dict, got {options!r}."
         )
     kwargs = dict(options or {})
-    try:
-        return _REGISTRY[name.lower()](seed=seed, **kwargs)
+    factory = _REGISTRY[name.lower()]
+    try:  # an unknown option is bad input; a TypeError raised inside the sampler is its own
+        inspect.signature(factory).bind(seed=seed, **kwargs)
     except TypeError as exc:
         raise InvalidParameterError(
-            f"make_sampler({name!r}, options={kwargs!r}): {exc}."
+            f"make_sampler({name!r}, options={kwargs!r}): {str(exc).rstrip('.')}."
         ) from None
+    return factory(seed=seed, **kwargs)
 
 
 register_sampler("random", RandomSampler)

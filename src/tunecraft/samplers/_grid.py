@@ -47,11 +47,11 @@ class GridSampler(Sampler):
         self.n_points = check_int(n_points, "n_points", "GridSampler", low=1)
         self.shuffle = bool(shuffle)
         self._grid_spec = grid
-        self._cache: tuple[Space, list[dict[str, Any]]] | None = None
+        self._cache: tuple[Space, list[dict[str, Any]], list[str]] | None = None
 
     def points(self, space: Space) -> list[dict[str, Any]]:
         """The grid for ``space``, in visiting order."""
-        if self._cache is not None and self._cache[0] == space:
+        if self._cache is not None and (self._cache[0] is space or self._cache[0] == space):
             return self._cache[1]
         spec = self._grid_spec
         if spec is None:
@@ -77,20 +77,26 @@ class GridSampler(Sampler):
         if self.shuffle:
             order = np.random.default_rng(self._entropy).permutation(len(unique))
             unique = [unique[i] for i in order]
-        self._cache = (space, unique)
+        self._cache = (space, unique, [_key(p) for p in unique])
         return unique
 
-    def _remaining(self, space: Space, history: History) -> list[dict[str, Any]]:
+    def _next(self, space: Space, history: History) -> dict[str, Any] | None:
+        """The first point no trial (finished, running or waiting) has used."""
+        points = self.points(space)
+        assert self._cache is not None
         used = {_key(t.config) for t in history.trials}
-        return [p for p in self.points(space) if _key(p) not in used]
+        for point, key in zip(points, self._cache[2], strict=True):
+            if key not in used:
+                return point
+        return None
 
     def is_exhausted(self, space: Space, history: History) -> bool:
-        return not self._remaining(space, history)
+        return self._next(space, history) is None
 
     def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
-        remaining = self._remaining(space, history)
-        if not remaining:
+        point = self._next(space, history)
+        if point is None:
             raise SamplerExhaustedError(
                 f"The grid of {len(self.points(space))} points is exhausted."
             )
-        return dict(remaining[0])
+        return dict(point)

@@ -153,10 +153,14 @@ class Float(Param):
             raise InvalidParameterError(f"{what}: low must be < high.")
         if log and self.low <= 0:
             raise InvalidParameterError(f"{what}: low must be > 0 for a log scale.")
+        if not math.isfinite(self.high - self.low):
+            raise InvalidParameterError(f"{what}: high - low must be a finite number.")
         self.log = bool(log)
         self.condition = dict(condition) if condition else None
         if log:
             self._a, self._b = math.log(self.low), math.log(self.high)
+            if self._a >= self._b:  # bounds a few ulps apart: no room on the log axis
+                raise InvalidParameterError(f"{what}: high must be further above low.")
         else:
             self._a, self._b = self.low, self.high
 
@@ -178,7 +182,8 @@ class Float(Param):
     def grid(self, n_points: int) -> list[Any]:
         if n_points == 1:
             return [self.from_unit(0.5)]
-        return [self.from_unit(i / (n_points - 1)) for i in range(n_points)]
+        # dict.fromkeys: a range a few ulps wide has fewer distinct values than points
+        return list(dict.fromkeys(self.from_unit(i / (n_points - 1)) for i in range(n_points)))
 
     def notation(self) -> str:
         kind = "log-uniform" if self.log else "uniform"
@@ -189,7 +194,13 @@ class Float(Param):
         lo, hi = max(0.0, min(us) - margin), min(1.0, max(us) + margin)
         if hi - lo < 1e-9:  # one value and no margin: keep a sliver around it
             lo, hi = max(0.0, lo - 1e-3), min(1.0, hi + 1e-3)
-        new_low, new_high = self.from_unit(lo), self.from_unit(hi)
+        # Round to 10 significant digits so bounds read as people write them (3, not
+        # 3.0000000000000004), only outwards (the configs stay inside), then clip to this range.
+        exact_low, exact_high = self.from_unit(lo), self.from_unit(hi)
+        new_low, new_high = float(f"{exact_low:.10g}"), float(f"{exact_high:.10g}")
+        new_low = max(self.low, new_low if new_low <= exact_low else exact_low)
+        new_high = min(self.high, new_high if new_high >= exact_high else exact_high)
+        new_low, new_high = min(new_low, *values), max(new_high, *values)  # despite round-off
         if new_low >= new_high:
             new_low, new_high = self.low, self.high
         return Float(new_low, new_high, log=self.log, condition=self.condition)
@@ -410,7 +421,11 @@ def _choice_repr(value: ChoiceValue) -> str:
         return repr(value)
     from tunecraft.space._notation import needs_quotes
 
-    return repr(value) if needs_quotes(value) else value
+    if not needs_quotes(value):
+        return value
+    # Escape only what the parser unescapes (backslash and the quote): repr() would also write
+    # \n or \t, which the parser reads back as the letters n and t.
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def uniform(low: float, high: float) -> Float:

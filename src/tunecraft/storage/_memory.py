@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import threading
 from collections.abc import Container
 from dataclasses import replace
 from typing import Any
 
-from tunecraft.exceptions import DuplicatedStudyError, StudyNotFoundError, TrialStateError
+from tunecraft.exceptions import (
+    DuplicatedStudyError,
+    InvalidParameterError,
+    StudyNotFoundError,
+    TrialStateError,
+)
 from tunecraft.storage._base import TRANSITIONS, Storage, StudyInfo, utcnow
 from tunecraft.trial import FrozenTrial, TrialState
 
@@ -41,25 +47,28 @@ class MemoryStorage(Storage):
                 raise DuplicatedStudyError(f"A study named '{name}' already exists.")
             sid = self._next_study_id
             self._next_study_id += 1
-            info = StudyInfo(sid, name, direction, copy.deepcopy(space), utcnow())
+            info = StudyInfo(sid, name, direction, _json_copy(space), utcnow())
             self._studies[sid] = info
             self._by_name[name] = sid
             self._study_trials[sid] = []
-            return info
+            return replace(info, space=copy.deepcopy(info.space))
 
     def get_study(self, name: str) -> StudyInfo:
         with self._lock:
             if name not in self._by_name:
                 raise StudyNotFoundError(f"No study named '{name}' in this in-memory storage.")
             sid = self._by_name[name]
-            return replace(self._studies[sid], n_trials=len(self._study_trials[sid]))
+            return self._info(sid)
+
+    def _info(self, sid: int) -> StudyInfo:
+        info = self._studies[sid]
+        return replace(
+            info, space=copy.deepcopy(info.space), n_trials=len(self._study_trials[sid])
+        )
 
     def list_studies(self) -> list[StudyInfo]:
         with self._lock:
-            return [
-                replace(info, n_trials=len(self._study_trials[sid]))
-                for sid, info in self._studies.items()
-            ]
+            return [self._info(sid) for sid in self._studies]
 
     def delete_study(self, study_id: int) -> None:
         with self._lock:
@@ -82,6 +91,7 @@ class MemoryStorage(Storage):
     ) -> FrozenTrial:
         if state not in (TrialState.RUNNING, TrialState.WAITING):
             raise TrialStateError(f"A new trial is running or waiting, not {state.value}.")
+        config = _json_copy(dict(config or {}))
         with self._lock:
             if study_id not in self._studies:
                 raise StudyNotFoundError(f"No study with id {study_id}.")
@@ -90,7 +100,7 @@ class MemoryStorage(Storage):
             record = FrozenTrial(
                 number=len(self._study_trials[study_id]),
                 state=state,
-                config=dict(config or {}),
+                config=config,
                 datetime_start=utcnow() if state is TrialState.RUNNING else None,
                 trial_id=tid,
                 worker=worker if state is TrialState.RUNNING else None,
@@ -98,7 +108,7 @@ class MemoryStorage(Storage):
             self._trials[tid] = record
             self._study_trials[study_id].append(tid)
             self._trial_study[tid] = study_id
-            return record
+            return _snapshot(record)
 
     def claim_waiting_trial(self, study_id: int, worker: str) -> FrozenTrial | None:
         with self._lock:
@@ -109,7 +119,7 @@ class MemoryStorage(Storage):
                         t, state=TrialState.RUNNING, datetime_start=utcnow(), worker=worker
                     )
                     self._trials[tid] = t
-                    return t
+                    return _snapshot(t)
             return None
 
     def _get(self, trial_id: int) -> FrozenTrial:
@@ -125,17 +135,24 @@ class MemoryStorage(Storage):
         return t
 
     def set_trial_config(self, trial_id: int, config: dict[str, Any]) -> None:
+        config = _json_copy(dict(config))
         with self._lock:
             t = self._writable(trial_id, "set_trial_config")
-            self._trials[trial_id] = replace(t, config=dict(config))
+            self._trials[trial_id] = replace(t, config=config)
 
     def report(self, trial_id: int, step: int, value: float) -> None:
+        value = float(value)
+        if not math.isfinite(value):
+            raise InvalidParameterError(f"report: value must be finite, got {value!r}.")
+        step = int(step)
         with self._lock:
-            t = self._writable(trial_id, "report")
+            t = self._get(trial_id)
+            if t.state not in (TrialState.RUNNING, TrialState.PAUSED):
+                raise TrialStateError(f"report: trial {t.number} is {t.state.value}.")
             self._trials[trial_id] = replace(t, intermediate={**t.intermediate, step: value})
 
     def set_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        value = json.loads(json.dumps(value))  # same rules as the SQL storage
+        value = _json_copy(value)  # same rules as the SQL storage
         with self._lock:
             t = self._writable(trial_id, "set_user_attr")
             self._trials[trial_id] = replace(t, user_attrs={**t.user_attrs, key: value})
@@ -149,6 +166,10 @@ class MemoryStorage(Storage):
         error: str | None = None,
         expected: Container[TrialState] | None = None,
     ) -> FrozenTrial:
+        if value is not None:
+            value = float(value)
+            if not math.isfinite(value):
+                raise InvalidParameterError(f"set_state: value must be finite, got {value!r}.")
         with self._lock:
             t = self._get(trial_id)
             if state not in TRANSITIONS[t.state] or (
@@ -167,7 +188,7 @@ class MemoryStorage(Storage):
                 datetime_complete=now if state.is_finished else None,
             )
             self._trials[trial_id] = t
-            return t
+            return _snapshot(t)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
@@ -183,8 +204,29 @@ class MemoryStorage(Storage):
         return [_snapshot(t) for t in trials if states is None or t.state in states]
 
 
+def _json_copy(value: Any) -> Any:
+    """A private copy of ``value`` by the SQL storage's rules: strict JSON, or an error."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"Value {value!r} is not JSON-serializable: {exc}.") from None
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _copy_values(d: dict[Any, Any]) -> dict[Any, Any]:
+    return {
+        k: v if isinstance(v, _SCALARS) else copy.deepcopy(v)  # lists, dicts: copy deeply
+        for k, v in d.items()
+    }
+
+
 def _snapshot(t: FrozenTrial) -> FrozenTrial:
-    """A record whose dicts the caller may change without touching the storage's copy."""
+    """A record whose contents the caller may change without touching the storage's copy."""
     return replace(
-        t, config=dict(t.config), intermediate=dict(t.intermediate), user_attrs=dict(t.user_attrs)
+        t,
+        config=_copy_values(t.config),
+        intermediate=dict(t.intermediate),
+        user_attrs=_copy_values(t.user_attrs),
     )

@@ -11,18 +11,29 @@ Schema (version :data:`SCHEMA_VERSION`, checked on open)::
 Every public method runs in one transaction. Trial numbers come from the study row's
 ``next_number`` counter, incremented by a single ``UPDATE ... RETURNING``: the database's row
 lock serialises concurrent writers, so numbers are unique and dense without a table scan.
-State changes are ``UPDATE ... WHERE state IN (allowed)``: the check and the write are one
-statement, so two processes can never both finish the same trial.
+State changes are ``UPDATE ... WHERE state IN (allowed) RETURNING ...``: the check and the write
+are one statement, so two processes can never both finish (or both claim) the same trial.
+
+SQLite runs with the driver's implicit transactions turned off: writes begin with
+``BEGIN IMMEDIATE`` (the write lock is taken first, so the busy timeout applies and a
+read-then-write can never lose an update) and multi-statement reads with ``BEGIN`` (one
+consistent snapshot). Statements are built once per storage, so SQLAlchemy's compiled cache
+serves every call on the hot path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
-from collections.abc import Container, Iterable
+import threading
+import time
+from collections.abc import Callable, Container
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tunecraft.exceptions import (
     DuplicatedStudyError,
@@ -41,6 +52,11 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "SQLStorage"]
 
 SCHEMA_VERSION = 1
+
+_T = TypeVar("_T")
+_KNOWN_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
+_OPEN = (TrialState.WAITING.value, TrialState.RUNNING.value, TrialState.PAUSED.value)
+_REPORTABLE = (TrialState.RUNNING.value, TrialState.PAUSED.value)
 
 
 def _tables(sa: Any) -> tuple[Any, ...]:
@@ -117,6 +133,111 @@ def _dumps(value: Any) -> str:
         raise InvalidParameterError(f"Value {value!r} is not JSON-serializable: {exc}.") from None
 
 
+class _Statements:
+    """The statements of the hot path, built once so SQLAlchemy compiles each only once."""
+
+    def __init__(self, sa: Any, dialect: str, studies: Any, trials: Any, inter: Any) -> None:
+        s, t, i = studies, trials, inter
+        b = sa.bindparam
+        self.study_by_name = sa.select(s).where(s.c.name == b("p_name"))
+        self.studies = sa.select(s).order_by(s.c.id)
+        self.next_number = (
+            s.update()
+            .where(s.c.id == b("p_sid"))
+            .values(next_number=s.c.next_number + 1)
+            .returning(s.c.next_number)
+        )
+        self.insert_trial = t.insert().returning(t.c.id)
+        self.first_waiting = (
+            sa.select(t.c.id)
+            .where(t.c.study_id == b("p_sid"), t.c.state == TrialState.WAITING.value)
+            .order_by(t.c.number)
+            .limit(1)
+        )
+        w = t.alias("waiting")  # an alias: the subquery must not correlate with the UPDATE
+        pick = (
+            sa.select(w.c.id)
+            .where(w.c.study_id == b("p_sid"), w.c.state == TrialState.WAITING.value)
+            .order_by(w.c.number)
+            .limit(1)
+        )
+        if dialect == "postgresql":  # let racing claimers pass each other instead of queueing
+            pick = pick.with_for_update(skip_locked=True)
+        self.claim = (
+            t.update()
+            .where(t.c.id == pick.scalar_subquery(), t.c.state == TrialState.WAITING.value)
+            .values(
+                state=TrialState.RUNNING.value,
+                datetime_start=b("p_now", type_=sa.DateTime),
+                worker=b("p_worker"),
+            )
+            .returning(*t.c)
+        )
+        self.set_config = (
+            t.update()
+            .where(t.c.id == b("p_tid"), t.c.state.in_(_OPEN))
+            .values(config=b("p_config"))
+        )
+        attrs = sa.select(t.c.user_attrs).where(t.c.id == b("p_tid"), t.c.state.in_(_OPEN))
+        self.user_attrs = attrs.with_for_update() if dialect == "postgresql" else attrs
+        self.set_user_attrs = (
+            t.update().where(t.c.id == b("p_tid")).values(user_attrs=b("p_attrs"))
+        )
+        self.number_state = sa.select(t.c.number, t.c.state).where(t.c.id == b("p_tid"))
+        self.set_state = (
+            t.update()
+            .where(t.c.id == b("p_tid"), t.c.state.in_(b("p_from", expanding=True)))
+            .values(
+                state=b("p_state"),
+                value=b("p_value", type_=sa.Float(precision=53)),
+                error=b("p_error"),
+                datetime_start=sa.func.coalesce(t.c.datetime_start, b("p_now", type_=sa.DateTime)),
+                datetime_complete=b("p_complete", type_=sa.DateTime),
+            )
+            .returning(*t.c)
+        )
+        self.trial = sa.select(t).where(t.c.id == b("p_tid"))
+        self.trial_inter = (
+            sa.select(i.c.step, i.c.value).where(i.c.trial_id == b("p_tid")).order_by(i.c.step)
+        )
+        self.study_trials = sa.select(t).where(t.c.study_id == b("p_sid")).order_by(t.c.number)
+        self.study_trials_in = self.study_trials.where(
+            t.c.state.in_(b("p_states", expanding=True))
+        )
+        join = i.join(t, t.c.id == i.c.trial_id)
+        self.study_inter = (
+            sa.select(i.c.trial_id, i.c.step, i.c.value)
+            .select_from(join)
+            .where(t.c.study_id == b("p_sid"))
+            .order_by(i.c.trial_id, i.c.step)
+        )
+        self.study_inter_in = self.study_inter.where(t.c.state.in_(b("p_states", expanding=True)))
+        self.study_exists = sa.select(s.c.id).where(s.c.id == b("p_sid"))
+        # Record (or overwrite) a step only while the trial is open: check and write are one
+        # statement. SQLite and PostgreSQL share the upsert syntax; others delete then insert.
+        src = sa.select(
+            b("p_tid", type_=sa.Integer),
+            b("p_step", type_=sa.Integer),
+            b("p_value", type_=sa.Float(precision=53)),
+        ).where(sa.exists().where(t.c.id == b("p_tid"), t.c.state.in_(_REPORTABLE)))
+        self.report_delete: Any = None
+        if dialect in ("sqlite", "postgresql"):
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            insert: Any = sqlite.insert if dialect == "sqlite" else postgresql.insert
+            upsert = insert(i).from_select(["trial_id", "step", "value"], src)
+            self.report = upsert.on_conflict_do_update(
+                index_elements=[i.c.trial_id, i.c.step], set_={"value": upsert.excluded.value}
+            ).returning(i.c.step)  # rowcount of INSERT ... SELECT is not reliable everywhere
+        else:
+            self.report_delete = i.delete().where(
+                i.c.trial_id == b("p_tid"), i.c.step == b("p_step")
+            )
+            self.report = (
+                i.insert().from_select(["trial_id", "step", "value"], src).returning(i.c.step)
+            )
+
+
 class SQLStorage(Storage):
     """Studies and trials in a SQL database.
 
@@ -125,81 +246,111 @@ class SQLStorage(Storage):
             or ``postgresql://user@host:port/db`` (the ``postgres`` extra).
         engine_kwargs: Extra arguments for :func:`sqlalchemy.create_engine` (not mutated).
 
+    Raises:
+        InvalidParameterError: The URL's scheme is not a SQL database tunecraft knows.
+        StorageError: The database cannot be opened (one line saying why).
+        SchemaVersionError: The database was written with another schema version.
+
     Example:
         >>> import tunecraft as tc
         >>> storage = tc.storage.get_storage("sqlite:///:memory:")
+        >>> storage.create_study("demo", "minimize", {}).name
+        'demo'
     """
 
     def __init__(self, url: str, *, engine_kwargs: dict[str, Any] | None = None) -> None:
         from tunecraft._imports import require
 
+        if not isinstance(url, str):
+            raise TypeError(f"The 'url' parameter of SQLStorage must be a str, got {url!r}.")
+        scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+        if scheme not in _KNOWN_SCHEMES:
+            raise InvalidParameterError(
+                f"The 'url' parameter of SQLStorage must be a database URL such as "
+                f"'sqlite:///tunecraft.db' or 'postgresql://user@host/db', got {_redact(url)!r}."
+            )
         sa_mod = require("sqlalchemy", "core", purpose="SQL storage")
         self._sa = sa_mod
         self.url = url
+        self._engine_kwargs = dict(engine_kwargs or {})
         driver_url = _driver_url(url)
-        kwargs = dict(engine_kwargs or {})
-        self._is_sqlite = driver_url.startswith("sqlite")
+        kwargs = dict(self._engine_kwargs)
+        self._is_sqlite = scheme == "sqlite"
+        self._lock: AbstractContextManager[Any] = nullcontext()
         if self._is_sqlite:
-            path = driver_url.split("///", 1)[1] if "///" in driver_url else ""
-            if path in ("", ":memory:"):
+            path = _sqlite_path(driver_url)
+            if path is None:  # in memory: one connection, shared by this process only
                 kwargs.setdefault("poolclass", sa_mod.pool.StaticPool)
-                self.url = None  # not shareable with other processes
+                self.url = None
+                self._lock = threading.RLock()
+            else:
+                folder = os.path.dirname(os.path.abspath(path))
+                if not os.path.isdir(folder):
+                    raise StorageError(
+                        f"Cannot open storage '{url}': the folder '{folder}' does not exist; "
+                        "create it or choose another path."
+                    )
             kwargs.setdefault("connect_args", {"timeout": 60.0, "check_same_thread": False})
-        else:
+        elif scheme in ("postgresql", "postgres"):
             kwargs.setdefault("pool_pre_ping", True)
+            kwargs.setdefault("connect_args", {"connect_timeout": 10})
         try:
             self._engine = sa_mod.create_engine(driver_url, **kwargs)
-        except Exception as exc:  # bad URL syntax, unknown dialect, missing driver
+        except ImportError as exc:  # the dialect's driver
+            raise StorageError(
+                f"Cannot open storage '{_redact(url)}': its database driver is not installed "
+                f"({exc}); install it, or name an installed driver as in 'dialect+driver://'."
+            ) from None
+        except Exception as exc:  # bad URL syntax, unknown dialect
             raise StorageError(
                 f"Cannot open storage '{_redact(url)}': {_first_line(exc)}"
             ) from None
         if self._is_sqlite:
-            sa_mod.event.listen(self._engine, "connect", _sqlite_pragmas)
+            sa_mod.event.listen(self._engine, "connect", _sqlite_on_connect)
         (self._md, self._meta, self._studies, self._trials, self._inter) = _tables(sa_mod)
+        self._q = _Statements(
+            sa_mod, self._engine.dialect.name, self._studies, self._trials, self._inter
+        )
         self._open()
 
     # -- opening -------------------------------------------------------------------------------
     def _open(self) -> None:
         sa = self._sa
+        meta = self._meta
+        read = sa.select(meta.c.value).where(meta.c.key == "schema_version")
         try:
-            for attempt in range(3):
+            for attempt in range(5):
                 try:
                     self._md.create_all(self._engine, checkfirst=True)
                     break
                 except sa.exc.DatabaseError:  # another process created the tables meanwhile
-                    if attempt == 2:
+                    if attempt == 4:
                         raise
-            with self._engine.begin() as conn:
-                row = conn.execute(
-                    sa.select(self._meta.c.value).where(self._meta.c.key == "schema_version")
-                ).first()
-                if row is None:
-                    try:
-                        with conn.begin_nested():
-                            conn.execute(
-                                self._meta.insert().values(
-                                    key="schema_version", value=str(SCHEMA_VERSION)
-                                )
-                            )
-                        version = SCHEMA_VERSION
-                    except sa.exc.IntegrityError:
-                        version = int(
-                            conn.execute(
-                                sa.select(self._meta.c.value).where(
-                                    self._meta.c.key == "schema_version"
-                                )
-                            ).scalar_one()
-                        )
-                else:
-                    version = int(row[0])
-        except sa.exc.SQLAlchemyError as exc:
+                    time.sleep(0.05 * (attempt + 1))
+            stored = self._transaction(lambda conn: conn.execute(read).scalar(), write=False)
+            if stored is None:
+                with contextlib.suppress(sa.exc.IntegrityError):  # another process was first
+                    self._transaction(
+                        lambda conn: conn.execute(
+                            meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                        ),
+                        write=True,
+                    )
+                stored = self._transaction(lambda conn: conn.execute(read).scalar(), write=False)
+        except Exception as exc:  # database errors, and drivers' own (a NUL in a path...)
+            self._engine.dispose()
             raise StorageError(
                 f"Cannot open storage '{_redact(str(self.url or 'sqlite://'))}': "
                 f"{_first_line(exc)}"
             ) from None
+        try:
+            version = int(str(stored))
+        except (TypeError, ValueError):
+            version = -1
         if version != SCHEMA_VERSION:
+            self._engine.dispose()
             raise SchemaVersionError(
-                f"Storage '{_redact(str(self.url))}' has schema version {version}, but this "
+                f"Storage '{_redact(str(self.url))}' has schema version {stored}, but this "
                 f"tunecraft reads version {SCHEMA_VERSION}; use a matching tunecraft release."
             )
 
@@ -208,60 +359,72 @@ class SQLStorage(Storage):
 
     def after_fork(self) -> None:
         # The parent's pooled connections must be neither used nor closed here: closing would
-        # end the parent's sessions on the shared sockets.
+        # end the parent's sessions on the shared sockets (or, for SQLite, touch the parent's
+        # locks and WAL). Keep the old pool referenced so garbage collection never closes them.
+        self._inherited_pools = [*getattr(self, "_inherited_pools", []), self._engine.pool]
         self._engine.dispose(close=False)
 
     def __getstate__(self) -> dict[str, Any]:
         if self.url is None:
             raise TypeError("An in-memory SQLite storage cannot be sent to another process.")
-        return {"url": self.url}
+        return {"url": self.url, "engine_kwargs": self._engine_kwargs}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"])  # type: ignore[misc]
+        self.__init__(state["url"], engine_kwargs=state.get("engine_kwargs"))  # type: ignore[misc]
 
-    def _run(self, what: str, fn: Any) -> Any:
-        """Run ``fn(conn)`` in one transaction, turning database errors into one-liners."""
+    def __repr__(self) -> str:
+        return f"SQLStorage({_redact(str(self.url or 'sqlite:///:memory:'))!r})"
+
+    def _run(self, what: str, fn: Callable[[Connection], _T], *, write: bool | None = True) -> _T:
+        """Run ``fn(conn)`` in one transaction, turning database errors into one-liners.
+
+        ``write``: True when ``fn`` writes, False when it reads with several statements (one
+        snapshot), None when it runs a single read statement (no explicit transaction needed).
+
+        ``IntegrityError`` passes through for the caller to interpret.
+        """
         sa = self._sa
         try:
-            with self._engine.begin() as conn:
-                return fn(conn)
-        except sa.exc.OperationalError as exc:
-            raise StorageError(f"{what} failed: {_first_line(exc)}") from exc
+            return self._transaction(fn, write=write)
+        except sa.exc.IntegrityError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(
+                f"{what} failed on '{_redact(str(self.url or 'sqlite://'))}': {_first_line(exc)}"
+            ) from exc
+
+    def _transaction(self, fn: Callable[[Connection], _T], *, write: bool | None) -> _T:
+        """``write``: True for writes, False for multi-statement reads, None for one read."""
+        with self._lock, self._engine.begin() as conn:
+            if self._is_sqlite and write is not None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            return fn(conn)
 
     # -- studies -------------------------------------------------------------------------------
     def create_study(self, name: str, direction: str, space: dict[str, Any]) -> StudyInfo:
         sa = self._sa
         created = utcnow()
+        space_text = _dumps(space)
 
         def fn(conn: Connection) -> int:
             result = conn.execute(
-                self._studies.insert().values(
+                self._studies.insert()
+                .values(
                     name=name,
                     direction=direction,
-                    space=_dumps(space),
+                    space=space_text,
                     next_number=0,
                     created=_to_db_time(created),
                 )
+                .returning(self._studies.c.id)
             )
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+            return int(result.scalar_one())
 
         try:
             sid = self._run("create_study", fn)
         except sa.exc.IntegrityError:
             raise DuplicatedStudyError(f"A study named '{name}' already exists.") from None
-        return StudyInfo(sid, name, direction, space, created)
-
-    def _study_query(self) -> Any:
-        sa = self._sa
-        s, t = self._studies, self._trials
-        n_trials = (
-            sa.select(sa.func.count())
-            .where(t.c.study_id == s.c.id)
-            .correlate(s)
-            .scalar_subquery()
-            .label("n_trials")
-        )
-        return sa.select(s.c.id, s.c.name, s.c.direction, s.c.space, s.c.created, n_trials)
+        return StudyInfo(sid, name, direction, json.loads(space_text), created)
 
     @staticmethod
     def _study_info(row: Any) -> StudyInfo:
@@ -271,12 +434,15 @@ class SQLStorage(Storage):
             row.direction,
             json.loads(row.space),
             _from_db_time(row.created),
-            int(row.n_trials),
+            int(row.next_number),  # numbers are dense and trials are never deleted one by one
         )
 
     def get_study(self, name: str) -> StudyInfo:
-        q = self._study_query().where(self._studies.c.name == name)
-        row = self._run("get_study", lambda conn: conn.execute(q).first())
+        row = self._run(
+            "get_study",
+            lambda conn: conn.execute(self._q.study_by_name, {"p_name": name}).first(),
+            write=None,
+        )
         if row is None:
             raise StudyNotFoundError(
                 f"No study named '{name}' in '{_redact(str(self.url))}'; "
@@ -285,8 +451,9 @@ class SQLStorage(Storage):
         return self._study_info(row)
 
     def list_studies(self) -> list[StudyInfo]:
-        q = self._study_query().order_by(self._studies.c.id)
-        rows = self._run("list_studies", lambda conn: conn.execute(q).all())
+        rows = self._run(
+            "list_studies", lambda conn: conn.execute(self._q.studies).all(), write=None
+        )
         return [self._study_info(r) for r in rows]
 
     def delete_study(self, study_id: int) -> None:
@@ -313,131 +480,102 @@ class SQLStorage(Storage):
     ) -> FrozenTrial:
         if state not in (TrialState.RUNNING, TrialState.WAITING):
             raise TrialStateError(f"A new trial is running or waiting, not {state.value}.")
-        s, t = self._studies, self._trials
-        config = dict(config or {})
-        config_text = _dumps(config)
+        config_text = _dumps(dict(config or {}))
         start = utcnow() if state is TrialState.RUNNING else None
         worker = worker if state is TrialState.RUNNING else None
+        q = self._q
 
         def fn(conn: Connection) -> tuple[int, int]:
-            number = conn.execute(
-                s.update()
-                .where(s.c.id == study_id)
-                .values(next_number=s.c.next_number + 1)
-                .returning(s.c.next_number)
-            ).scalar()
+            number = conn.execute(q.next_number, {"p_sid": study_id}).scalar()
             if number is None:
                 raise StudyNotFoundError(f"No study with id {study_id}.")
             number = int(number) - 1
-            result = conn.execute(
-                t.insert().values(
-                    study_id=study_id,
-                    number=number,
-                    state=state.value,
-                    config=config_text,
-                    user_attrs="{}",
-                    worker=worker,
-                    datetime_start=_to_db_time(start),
-                )
-            )
-            return number, int(result.inserted_primary_key[0])  # type: ignore[index]
+            tid = conn.execute(
+                q.insert_trial,
+                {
+                    "study_id": study_id,
+                    "number": number,
+                    "state": state.value,
+                    "config": config_text,
+                    "user_attrs": "{}",
+                    "worker": worker,
+                    "datetime_start": _to_db_time(start),
+                },
+            ).scalar_one()
+            return number, int(tid)
 
         number, tid = self._run("create_trial", fn)
         return FrozenTrial(
             number=number,
             state=state,
-            config=config,
+            config=json.loads(config_text),
             datetime_start=start,
             trial_id=tid,
             worker=worker,
         )
 
     def claim_waiting_trial(self, study_id: int, worker: str) -> FrozenTrial | None:
-        sa = self._sa
-        t = self._trials
+        q = self._q
         while True:
+            # A cheap read first: on the hot path nothing waits, and no write lock is taken.
             tid = self._run(
                 "claim_waiting_trial",
-                lambda conn: conn.execute(
-                    sa.select(t.c.id)
-                    .where(t.c.study_id == study_id, t.c.state == TrialState.WAITING.value)
-                    .order_by(t.c.number)
-                    .limit(1)
-                ).scalar(),
+                lambda conn: conn.execute(q.first_waiting, {"p_sid": study_id}).scalar(),
+                write=None,
             )
             if tid is None:
                 return None
             # The state test in the WHERE makes the claim atomic: of two processes racing for
-            # the same trial, one updates a row and the other updates none and looks again.
-            now = _to_db_time(utcnow())
-            claimed = self._run(
+            # the same trial, one updates the row and the other updates none and looks again.
+            params = {"p_sid": study_id, "p_now": _to_db_time(utcnow()), "p_worker": worker}
+            row = self._run(
                 "claim_waiting_trial",
-                lambda conn, tid=tid, now=now: (
-                    conn.execute(
-                        t.update()
-                        .where(t.c.id == tid, t.c.state == TrialState.WAITING.value)
-                        .values(state=TrialState.RUNNING.value, datetime_start=now, worker=worker)
-                    ).rowcount
-                ),
+                lambda conn, params=params: conn.execute(q.claim, params).first(),  # type: ignore[misc]
             )
-            if claimed:
-                return self.get_trial(int(tid))
-
-    def _update_open_trial(self, conn: Any, trial_id: int, what: str, **values: Any) -> None:
-        t = self._trials
-        open_states = [TrialState.WAITING.value, TrialState.RUNNING.value, TrialState.PAUSED.value]
-        n = conn.execute(
-            t.update().where(t.c.id == trial_id, t.c.state.in_(open_states)).values(**values)
-        ).rowcount
-        if n == 0:
-            self._raise_not_open(conn, trial_id, what)
+            if row is not None:
+                return self._record(row, {})  # a waiting trial has reported nothing
 
     def _raise_not_open(self, conn: Any, trial_id: int, what: str) -> None:
-        sa = self._sa
-        t = self._trials
-        row = conn.execute(sa.select(t.c.number, t.c.state).where(t.c.id == trial_id)).first()
+        row = conn.execute(self._q.number_state, {"p_tid": trial_id}).first()
         if row is None:
             raise TrialStateError(f"{what}: no trial with id {trial_id}.")
-        raise TrialStateError(f"{what}: trial {row.number} is already {row.state}.")
+        raise TrialStateError(f"{what}: trial {row.number} is {row.state}.")
 
     def set_trial_config(self, trial_id: int, config: dict[str, Any]) -> None:
-        text = _dumps(config)
-        self._run(
-            "set_trial_config",
-            lambda conn: self._update_open_trial(conn, trial_id, "set_trial_config", config=text),
-        )
-
-    def report(self, trial_id: int, step: int, value: float) -> None:
-        sa = self._sa
-        t, i = self._trials, self._inter
-        open_states = [TrialState.RUNNING.value, TrialState.PAUSED.value]
+        params = {"p_tid": trial_id, "p_config": _dumps(config)}
 
         def fn(conn: Connection) -> None:
-            conn.execute(i.delete().where(i.c.trial_id == trial_id, i.c.step == step))
-            # Insert only while the trial is open: check and write in one statement.
-            src = sa.select(
-                sa.literal(trial_id, sa.Integer),
-                sa.literal(step, sa.Integer),
-                sa.literal(float(value), sa.Float(precision=53)),
-            ).where(sa.exists().where(t.c.id == trial_id, t.c.state.in_(open_states)))
-            n = conn.execute(i.insert().from_select(["trial_id", "step", "value"], src)).rowcount
-            if n == 0:
+            if conn.execute(self._q.set_config, params).rowcount == 0:
+                self._raise_not_open(conn, trial_id, "set_trial_config")
+
+        self._run("set_trial_config", fn)
+
+    def report(self, trial_id: int, step: int, value: float) -> None:
+        value = float(value)
+        if not math.isfinite(value):
+            raise InvalidParameterError(f"report: value must be finite, got {value!r}.")
+        params = {"p_tid": trial_id, "p_step": int(step), "p_value": value}
+        q = self._q
+
+        def fn(conn: Connection) -> None:
+            if q.report_delete is not None:
+                conn.execute(q.report_delete, params)
+            if conn.execute(q.report, params).first() is None:
                 self._raise_not_open(conn, trial_id, "report")
 
         self._run("report", fn)
 
     def set_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        sa = self._sa
-        t = self._trials
-        _dumps(value)
+        value = json.loads(_dumps(value))  # stored as JSON: keep what a reader will get back
+        q = self._q
 
         def fn(conn: Connection) -> None:
-            row = conn.execute(sa.select(t.c.user_attrs).where(t.c.id == trial_id)).first()
-            if row is None:
-                raise TrialStateError(f"set_user_attr: no trial with id {trial_id}.")
-            attrs = json.loads(row[0])
+            text = conn.execute(q.user_attrs, {"p_tid": trial_id}).scalar()
+            if text is None:
+                self._raise_not_open(conn, trial_id, "set_user_attr")
+            attrs = json.loads(str(text))
             attrs[key] = value
-            self._update_open_trial(conn, trial_id, "set_user_attr", user_attrs=_dumps(attrs))
+            conn.execute(q.set_user_attrs, {"p_tid": trial_id, "p_attrs": _dumps(attrs)})
 
         self._run("set_user_attr", fn)
 
@@ -450,107 +588,115 @@ class SQLStorage(Storage):
         error: str | None = None,
         expected: Container[TrialState] | None = None,
     ) -> FrozenTrial:
-        sa = self._sa
-        t = self._trials
-        sources = [s for s, allowed in TRANSITIONS.items() if state in allowed]
+        sources = [s.value for s, allowed in TRANSITIONS.items() if state in allowed]
         if expected is not None:
-            sources = [s for s in sources if s in expected]
+            sources = [s for s in sources if TrialState(s) in expected]
+        if value is not None:
+            value = float(value)
+            if not math.isfinite(value):
+                raise InvalidParameterError(f"set_state: value must be finite, got {value!r}.")
         now = _to_db_time(utcnow())
-        if value is not None and not math.isfinite(value):
-            raise InvalidParameterError(f"set_state: value must be finite, got {value!r}.")
+        params = {
+            "p_tid": trial_id,
+            "p_from": sources or ["-"],  # an empty IN list: nothing may change
+            "p_state": state.value,
+            "p_value": value,
+            "p_error": error,
+            "p_now": now,
+            "p_complete": now if state.is_finished else None,
+        }
+        q = self._q
 
-        def fn(conn: Connection) -> None:
-            values: dict[str, Any] = {
-                "state": state.value,
-                "value": value,
-                "error": error,
-                "datetime_start": sa.func.coalesce(t.c.datetime_start, now),
-                "datetime_complete": now if state.is_finished else None,
-            }
-            n = conn.execute(
-                t.update()
-                .where(t.c.id == trial_id, t.c.state.in_([s.value for s in sources]))
-                .values(**values)
-            ).rowcount
-            if n == 0:
-                row = conn.execute(
-                    sa.select(t.c.number, t.c.state).where(t.c.id == trial_id)
-                ).first()
-                if row is None:
+        def fn(conn: Connection) -> FrozenTrial:
+            row = conn.execute(q.set_state, params).first()
+            if row is None:
+                found = conn.execute(q.number_state, {"p_tid": trial_id}).first()
+                if found is None:
                     raise TrialStateError(f"No trial with id {trial_id}.")
                 raise TrialStateError(
-                    f"Trial {row.number} is {row.state}; it cannot become {state.value}."
+                    f"Trial {found.number} is {found.state}; it cannot become {state.value}."
                 )
+            inter = {
+                int(r.step): float(r.value)
+                for r in conn.execute(q.trial_inter, {"p_tid": trial_id})
+            }
+            return self._record(row, inter)
 
-        self._run("set_state", fn)
-        return self.get_trial(trial_id)
+        return self._run("set_state", fn)
 
-    def _records(self, conn: Any, where: Iterable[Any]) -> list[FrozenTrial]:
-        sa = self._sa
-        t, i = self._trials, self._inter
-        rows = conn.execute(sa.select(t).where(*where).order_by(t.c.number)).all()
-        if not rows:
-            return []
-        ids = [r.id for r in rows]
-        inter: dict[int, dict[int, float]] = {tid: {} for tid in ids}
-        q = sa.select(i.c.trial_id, i.c.step, i.c.value)
-        if len(ids) <= 500:
-            q = q.where(i.c.trial_id.in_(ids))
-        else:
-            q = q.where(i.c.trial_id.in_(sa.select(t.c.id).where(*where)))
-        for tid, step, v in conn.execute(q.order_by(i.c.trial_id, i.c.step)):
-            if tid in inter:
-                inter[tid][int(step)] = float(v)
-        return [
-            FrozenTrial(
-                number=int(r.number),
-                state=TrialState(r.state),
-                config=json.loads(r.config),
-                value=None if r.value is None else float(r.value),
-                intermediate=inter[r.id],
-                user_attrs=json.loads(r.user_attrs),
-                datetime_start=_from_db_time(r.datetime_start),
-                datetime_complete=_from_db_time(r.datetime_complete),
-                error=r.error,
-                trial_id=int(r.id),
-                worker=r.worker,
-            )
-            for r in rows
-        ]
+    @staticmethod
+    def _record(r: Any, inter: dict[int, float]) -> FrozenTrial:
+        return FrozenTrial(
+            number=int(r.number),
+            state=TrialState(r.state),
+            config=json.loads(r.config),
+            value=None if r.value is None else float(r.value),
+            intermediate=inter,
+            user_attrs=json.loads(r.user_attrs),
+            datetime_start=_from_db_time(r.datetime_start),
+            datetime_complete=_from_db_time(r.datetime_complete),
+            error=r.error,
+            trial_id=int(r.id),
+            worker=r.worker,
+        )
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        records = self._run(
-            "get_trial", lambda conn: self._records(conn, [self._trials.c.id == trial_id])
-        )
-        if not records:
+        q = self._q
+
+        def fn(conn: Connection) -> FrozenTrial | None:
+            row = conn.execute(q.trial, {"p_tid": trial_id}).first()
+            if row is None:
+                return None
+            inter = {
+                int(r.step): float(r.value)
+                for r in conn.execute(q.trial_inter, {"p_tid": trial_id})
+            }
+            return self._record(row, inter)
+
+        record = self._run("get_trial", fn, write=False)
+        if record is None:
             raise TrialStateError(f"No trial with id {trial_id}.")
-        return records[0]
+        return record
 
     def get_trials(
         self, study_id: int, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
-        t = self._trials
-        where = [t.c.study_id == study_id]
-        if states is not None:
-            where.append(t.c.state.in_([s.value for s in TrialState if s in states]))
+        q = self._q
+        params: dict[str, Any] = {"p_sid": study_id}
+        if states is None:
+            q_trials, q_inter = q.study_trials, q.study_inter
+        else:
+            q_trials, q_inter = q.study_trials_in, q.study_inter_in
+            params["p_states"] = [s.value for s in TrialState if s in states] or ["-"]
 
         def fn(conn: Connection) -> list[FrozenTrial]:
-            records = self._records(conn, where)
-            if not records:
-                exists = conn.execute(
-                    self._sa.select(self._studies.c.id).where(self._studies.c.id == study_id)
-                ).first()
-                if exists is None:
+            rows = conn.execute(q_trials, params).all()
+            if not rows:
+                if conn.execute(q.study_exists, {"p_sid": study_id}).first() is None:
                     raise StudyNotFoundError(f"No study with id {study_id}.")
-            return records
+                return []
+            inter: dict[int, dict[int, float]] = {int(r.id): {} for r in rows}
+            for tid, step, v in conn.execute(q_inter, params):
+                if tid in inter:  # a trial that changed state between the two reads
+                    inter[tid][int(step)] = float(v)
+            return [self._record(r, inter[int(r.id)]) for r in rows]
 
-        result: list[FrozenTrial] = self._run("get_trials", fn)
-        return result
+        return self._run("get_trials", fn, write=False)
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def _sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite://`` URL, or ``None`` for an in-memory database."""
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    path = rest[1:] if rest.startswith("/") else rest
+    path = path.split("?", 1)[0]
+    if path in ("", ":memory:") or path.startswith("file::memory:"):
+        return None
+    return path
 
 
 def _driver_url(url: str) -> str:
@@ -569,10 +715,16 @@ def _driver_url(url: str) -> str:
             "A PostgreSQL storage needs a driver; install it with: "
             'pip install "tunecraft[postgres]"'
         )
+    if url.startswith("postgres+"):
+        return "postgresql+" + url.split("+", 1)[1]
     return url
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Transactions are begun explicitly by SQLStorage._run (BEGIN IMMEDIATE for writes); the
+    # driver's own implicit BEGIN (before DML only, never before SELECT) would let a
+    # read-then-write lose an update and would make SAVEPOINTs misbehave.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")

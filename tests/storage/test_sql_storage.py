@@ -1,0 +1,186 @@
+"""What only the SQL storage has: URLs, schema versions, one-line errors, reopening, pickling."""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import tunecraft as tc
+from tunecraft.exceptions import (
+    InvalidParameterError,
+    MissingDependencyError,
+    SchemaVersionError,
+    StorageError,
+    TunecraftError,
+)
+from tunecraft.storage import MemoryStorage, get_storage
+from tunecraft.storage._sql import SCHEMA_VERSION, SQLStorage
+from tunecraft.testing.storages import postgres_url, unique_name
+from tunecraft.trial import TrialState
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert text and "\n" not in text, repr(text)
+    assert "Traceback" not in text and "sqlalchemy.exc" not in text and "(Background" not in text
+    return text
+
+
+def test_schema_version_is_stored(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    get_storage(f"sqlite:///{db}").close()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT key, value FROM tunecraft_meta").fetchall()
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert rows == [("schema_version", str(SCHEMA_VERSION))]
+    assert all(t.startswith("tunecraft_") for t in tables)
+
+
+@pytest.mark.parametrize("stored", ["999", "0", "garbage"])
+def test_other_schema_version_is_refused(tmp_path: Path, stored: str) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    get_storage(url).close()
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        conn.execute("UPDATE tunecraft_meta SET value = ? WHERE key = 'schema_version'", (stored,))
+    with pytest.raises(SchemaVersionError) as excinfo:
+        get_storage(url)
+    text = _one_line(excinfo.value)
+    assert stored in text and str(SCHEMA_VERSION) in text
+    assert isinstance(excinfo.value, StorageError)
+
+
+def test_sqlite_in_missing_folder_is_one_line_storage_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "folder"
+    with pytest.raises(StorageError) as excinfo:
+        get_storage(f"sqlite:///{missing / 'x.db'}")
+    assert str(missing) in _one_line(excinfo.value)
+    assert not missing.exists()
+
+
+def test_sqlite_path_that_is_a_folder_is_one_line_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError) as excinfo:
+        get_storage(f"sqlite:///{tmp_path}")
+    _one_line(excinfo.value)
+
+
+def test_not_a_database_is_one_line_storage_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError) as excinfo:
+        get_storage(f"sqlite:///{junk}")
+    _one_line(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:1/test",  # nothing listens on port 1
+        "postgresql://postgres:s3cret@127.0.0.1:1/test",
+    ],
+)
+def test_unreachable_server_is_one_line_storage_error(url: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(StorageError) as excinfo:
+        get_storage(url)
+    text = _one_line(excinfo.value)
+    assert "s3cret" not in text, "the password must not be shown"
+    assert "127.0.0.1" in text
+    assert time.monotonic() - start < 15
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://postgres@127.0.0.1:notaport/test", "sqlite://///\x00bad"]
+)
+def test_malformed_url_is_one_line_error(url: str) -> None:
+    with pytest.raises(TunecraftError) as excinfo:
+        get_storage(url)
+    assert isinstance(excinfo.value, (StorageError, InvalidParameterError))
+    _one_line(excinfo.value)
+
+
+def test_missing_driver_names_the_fix() -> None:
+    with pytest.raises((StorageError, MissingDependencyError)) as excinfo:
+        get_storage("mysql://user@127.0.0.1:1/db")
+    _one_line(excinfo.value)
+
+
+@pytest.mark.parametrize("url", ["redis://localhost/0", "tunecraft.db", "http://x", ""])
+def test_unknown_scheme_is_invalid_parameter(url: str) -> None:
+    with pytest.raises(InvalidParameterError) as excinfo:
+        get_storage(url)
+    assert "sqlite:///" in _one_line(excinfo.value)
+    with pytest.raises(InvalidParameterError):
+        SQLStorage(url)
+
+
+def test_storage_of_wrong_type_is_type_error() -> None:
+    with pytest.raises(TypeError):
+        get_storage(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+def test_missing_postgres_database_is_one_line_storage_error() -> None:
+    base = postgres_url()
+    url = base.rsplit("/", 1)[0] + "/tunecraft_no_such_database"
+    with pytest.raises(StorageError) as excinfo:
+        get_storage(url)
+    assert "tunecraft_no_such_database" in _one_line(excinfo.value)
+
+
+def test_reopen_sqlite_file_from_a_new_storage(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    study = tc.Study({"x": tc.uniform(0, 1)}, storage=url, name="reopen", sampler="random")
+    study.enqueue({"x": 0.25})
+    study.optimize(lambda t: t.config["x"] * 2, n_trials=5)
+    before = study.trials
+    study.storage.close()
+    again = tc.load_study("reopen", storage=url)
+    assert again.trials == before
+    assert again.best_value == min(t.value for t in before if t.value is not None)
+    assert [s.name for s in tc.list_studies(url)] == ["reopen"]
+    assert again.trials[0].config == {"x": 0.25}
+
+
+def test_pickled_storage_opens_the_same_database(tmp_path: Path) -> None:
+    storage = get_storage(f"sqlite:///{tmp_path / 'p.db'}")
+    info = storage.create_study(unique_name(), "minimize", {})
+    t = storage.create_trial(info.study_id)
+    copy = pickle.loads(pickle.dumps(storage))
+    assert copy is not storage and copy.url == storage.url
+    copy.set_state(t.trial_id, TrialState.COMPLETE, value=1.0)
+    assert storage.get_trial(t.trial_id).value == 1.0
+
+
+def test_in_memory_sqlite_is_private_to_the_process() -> None:
+    storage = get_storage("sqlite:///:memory:")
+    assert storage.url is None
+    with pytest.raises(TypeError):
+        pickle.dumps(storage)
+    assert MemoryStorage.url is None
+
+
+def _open_and_create(url: str, start_at: float) -> int:
+    time.sleep(max(0.0, start_at - time.time()))
+    storage = get_storage(url)
+    try:
+        return storage.create_study(unique_name(), "minimize", {}).study_id
+    finally:
+        storage.close()
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_file_together(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    start_at = time.time() + 1.0
+    with ProcessPoolExecutor(4, mp_context=mp.get_context("spawn")) as pool:
+        ids = list(pool.map(_open_and_create, [url] * 4, [start_at] * 4))
+    assert len(set(ids)) == 4
+    with sqlite3.connect(tmp_path / "fresh.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM tunecraft_meta").fetchone() == (1,)
