@@ -8,7 +8,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from tunecraft._validation import check_choice, check_float, check_int
 from tunecraft.exceptions import (
@@ -251,12 +251,37 @@ class Study:
             self.study_id, state=TrialState.WAITING, config=dict(config)
         )
 
-    def ask(self) -> Trial:
+    @overload
+    def ask(self) -> Trial: ...
+
+    @overload
+    def ask(self, n: int) -> list[Trial]: ...
+
+    def ask(self, n: int | None = None) -> Trial | list[Trial]:
         """Start a trial: an enqueued config if any waits, else the sampler's proposal.
+
+        Args:
+            n: Start ``n`` trials at once and return them as a list (for a batch of parallel
+                evaluations). Each is started before the next is proposed, so the sampler sees
+                the earlier ones as running and can spread the batch out.
 
         Raises:
             SamplerExhaustedError: The sampler has nothing left (a finished grid).
         """
+        if n is None:
+            return self._ask_one()
+        check_int(n, "n", "Study.ask", low=1)
+        trials: list[Trial] = []
+        for _ in range(n):
+            try:
+                trials.append(self._ask_one())
+            except SamplerExhaustedError:
+                if not trials:
+                    raise
+                break
+        return trials
+
+    def _ask_one(self) -> Trial:
         worker = current_worker()
         record = self._storage.claim_waiting_trial(self.study_id, worker)
         if record is not None:
@@ -513,7 +538,7 @@ class Study:
         self, objective: Objective, *, catch: tuple[type[BaseException], ...] = (Exception,)
     ) -> FrozenTrial:
         """Ask, run ``objective`` on the trial, tell, and return the finished record."""
-        trial = self.ask()
+        trial = self._ask_one()
         try:
             value = objective(trial)
         except TrialPruned:
