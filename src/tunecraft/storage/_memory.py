@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import threading
+from collections import deque
 from collections.abc import Container
 from dataclasses import replace
 from typing import Any
@@ -36,6 +37,8 @@ class MemoryStorage(Storage):
         self._by_name: dict[str, int] = {}
         self._trials: dict[int, FrozenTrial] = {}
         self._study_trials: dict[int, list[int]] = {}
+        # Waiting trial ids per study, lowest number first: claiming stays O(1) as studies grow.
+        self._waiting: dict[int, deque[int]] = {}
         self._trial_study: dict[int, int] = {}
         self._next_study_id = 0
         self._next_trial_id = 0
@@ -51,6 +54,7 @@ class MemoryStorage(Storage):
             self._studies[sid] = info
             self._by_name[name] = sid
             self._study_trials[sid] = []
+            self._waiting[sid] = deque()
             return replace(info, space=copy.deepcopy(info.space))
 
     def get_study(self, name: str) -> StudyInfo:
@@ -76,6 +80,7 @@ class MemoryStorage(Storage):
             if info is None:
                 raise StudyNotFoundError(f"No study with id {study_id}.")
             del self._by_name[info.name]
+            self._waiting.pop(study_id, None)
             for tid in self._study_trials.pop(study_id):
                 del self._trials[tid]
                 del self._trial_study[tid]
@@ -107,14 +112,18 @@ class MemoryStorage(Storage):
             )
             self._trials[tid] = record
             self._study_trials[study_id].append(tid)
+            if state is TrialState.WAITING:
+                self._waiting[study_id].append(tid)
             self._trial_study[tid] = study_id
             return _snapshot(record)
 
     def claim_waiting_trial(self, study_id: int, worker: str) -> FrozenTrial | None:
         with self._lock:
-            for tid in self._study_trials.get(study_id, []):
+            queue = self._waiting.get(study_id, deque())
+            while queue:
+                tid = queue.popleft()
                 t = self._trials[tid]
-                if t.state is TrialState.WAITING:
+                if t.state is TrialState.WAITING:  # not failed or claimed meanwhile
                     t = replace(
                         t, state=TrialState.RUNNING, datetime_start=utcnow(), worker=worker
                     )
