@@ -177,3 +177,11 @@ def test_bad_json_space_is_a_value_error() -> None:
 def test_yaml_space_with_a_number_instead_of_a_domain_is_a_type_error() -> None:
     with pytest.raises(TypeError, match=r"parameter 'lr' must be a domain"):
         tc.Space.from_yaml("lr: 0.1\n")
+
+
+def test_yaml_flow_mapping_split_at_a_comma_gets_a_quoting_hint() -> None:
+    head = "opt: choice(sgd, adam)\n"
+    with pytest.raises(InvalidParameterError, match=r"'mom'.*quote the domain"):
+        tc.Space.from_yaml(head + "mom: {distribution: uniform(0.5, 0.99), when: {opt: sgd}}")
+    quoted = head + "mom: {distribution: 'uniform(0.5, 0.99)', when: {opt: sgd}}"
+    assert tc.Space.from_yaml(quoted)["mom"].condition == {"opt": ("sgd",)}

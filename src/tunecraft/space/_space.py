@@ -259,6 +259,12 @@ class Space(Mapping[str, Param]):
         for name, spec in data.items():
             if isinstance(spec, Mapping):
                 unknown = set(spec) - _CONDITIONAL_KEYS
+                if any(isinstance(k, str) and k.strip().endswith(")") for k in unknown):
+                    raise InvalidParameterError(
+                        f"Space: parameter '{name}': inside {{...}} YAML splits at each comma; "
+                        "quote the domain (distribution: 'uniform(0, 1)') or write the mapping "
+                        "one key a line."
+                    )
                 if unknown:
                     raise InvalidParameterError(
                         f"Space: parameter '{name}' has unknown key '{sorted(unknown)[0]}'; "
