@@ -1,0 +1,9 @@
+"""Bridges to the ecosystem; each submodule imports its library only when imported itself.
+
+* :mod:`tunecraft.integrations.lightning`: ``TunecraftLightningCallback``.
+* :mod:`tunecraft.integrations.transformers`: ``TunecraftTrainerCallback``.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

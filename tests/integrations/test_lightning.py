@@ -1,0 +1,94 @@
+"""The Lightning bridge reports to a trial and stops pruned runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pl = pytest.importorskip("lightning.pytorch")
+
+import torch.nn.functional as F  # noqa: E402, N812
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+import tunecraft as tc  # noqa: E402
+from tunecraft.integrations.lightning import TunecraftLightningCallback  # noqa: E402
+from tunecraft.schedulers import Decision, Scheduler  # noqa: E402
+
+
+class StopAfter(Scheduler):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_report(self, trial: Any, history: Any) -> Decision:
+        return Decision.STOP if trial.last_step >= self.step else Decision.CONTINUE
+
+
+class Tiny(pl.LightningModule):
+    def __init__(self, lr: float) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(4, 2)
+        self.lr = lr
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self.net(x), y)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self.net(x), y))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+def _loader() -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 4, generator=g)
+    return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=16)
+
+
+def _trainer(callback: TunecraftLightningCallback, epochs: int) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=epochs,
+        callbacks=[callback],
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    ("stop_after", "epochs_run", "state"), [(1, 2, "pruned"), (99, 4, "complete")]
+)
+def test_reports_each_epoch_and_stops_pruned_trials(
+    stop_after: int, epochs_run: int, state: str
+) -> None:
+    torch.set_num_threads(1)
+    study = tc.Study({"lr": tc.loguniform(1e-2, 1e-1)}, scheduler=StopAfter(stop_after), seed=0)
+
+    def objective(trial: tc.Trial) -> float:
+        callback = TunecraftLightningCallback(trial, monitor="val_loss")
+        trainer = _trainer(callback, epochs=4)
+        trainer.fit(Tiny(trial.config["lr"]), _loader(), _loader())
+        assert callback.pruned is (state == "pruned")
+        assert trainer.current_epoch == epochs_run
+        return float(trainer.callback_metrics["val_loss"])
+
+    study.optimize(objective, n_trials=1)
+    record = study.trials[0]
+    assert record.state.value == state
+    assert sorted(record.intermediate) == list(range(epochs_run))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_unknown_metric_names_what_was_logged() -> None:
+    study = tc.Study({"lr": tc.loguniform(1e-2, 1e-1)}, seed=0)
+    trial = study.ask()
+    trainer = _trainer(TunecraftLightningCallback(trial, monitor="val_acc"), epochs=1)
+    with pytest.raises(ValueError, match=r"did not log; logged: \['val_loss'\]"):
+        trainer.fit(Tiny(0.1), _loader(), _loader())
