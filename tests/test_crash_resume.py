@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,12 @@ from tunecraft.trial import Trial, TrialState
 # announce themselves with a marker file and then sleep, so a signal finds them running.
 CHILD = textwrap.dedent(
     """
-    import os, sys, time
+    import os, signal, sys, time
     import tunecraft as tc
+
+    # Ctrl-C must raise KeyboardInterrupt even if the test runner's process ignores SIGINT
+    # (a child inherits an ignored signal, and Python then installs no handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     url, name, folder = sys.argv[1:4]
     hold, n_jobs, hold_seconds, n_trials = map(float, sys.argv[4:8])
@@ -49,6 +55,23 @@ def objective(trial: Trial) -> float:
     return trial.config["x"] * 2
 
 
+_CHILDREN: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_children() -> Iterator[None]:
+    """Kill what a failed test left running: a stray child would spin through trials forever."""
+    yield
+    while _CHILDREN:
+        proc = _CHILDREN.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def start_child(
     tmp_path: Path, hold: int, n_jobs: int = 1, hold_seconds: float = 60, n_trials: int = 10**5
 ) -> tuple[subprocess.Popen[str], str]:
@@ -62,6 +85,7 @@ def start_child(
         text=True,
         start_new_session=True,  # its own process group, as a terminal job would have
     )
+    _CHILDREN.append(proc)
     return proc, url
 
 

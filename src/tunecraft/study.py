@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import pickle
+import re
+import tempfile
 import time
 import traceback
 import uuid
@@ -24,7 +28,7 @@ from tunecraft.schedulers import Decision, Scheduler, make_scheduler
 from tunecraft.space import Param, Space
 from tunecraft.storage import Storage, StudyInfo, get_storage
 from tunecraft.storage._base import current_worker
-from tunecraft.trial import FrozenTrial, Trial, TrialState, check_value
+from tunecraft.trial import CHECKPOINT_ATTR, FrozenTrial, Trial, TrialState, check_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,6 +56,9 @@ class Study:
         name: The study's name in the storage (a random one when ``None``).
         seed: Seeds a sampler or scheduler given by name.
         load_if_exists: Continue a study of that name instead of raising.
+        artifact_dir: Where trials keep checkpoints (``trial.save_checkpoint``):
+            ``<artifact_dir>/trial-<number>/``. Default: ``./tunecraft-artifacts/<name>``.
+            Paths are recorded in the storage, so a reopened study finds them.
 
     Example:
         >>> import tunecraft as tc
@@ -72,7 +79,13 @@ class Study:
         name: str | None = None,
         seed: int | None = None,
         load_if_exists: bool = False,
+        artifact_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        if artifact_dir is not None and not isinstance(artifact_dir, (str, os.PathLike)):
+            raise TypeError(
+                "The 'artifact_dir' parameter of Study must be None or a path, "
+                f"got {artifact_dir!r}."
+            )
         check_choice(direction, "direction", "Study", _DIRECTIONS)
         check_int(seed, "seed", "Study", low=0, allow_none=True)
         if name is not None and (not isinstance(name, str) or not name.strip()):
@@ -114,6 +127,11 @@ class Study:
                     ) from None
         self._info: StudyInfo = info
         self.space = Space.from_dict(info.space)
+        self._artifact_dir = (
+            os.path.abspath(os.fspath(artifact_dir))
+            if artifact_dir is not None
+            else os.path.abspath(os.path.join("tunecraft-artifacts", _safe(self.name)))
+        )
 
     # -- identity --------------------------------------------------------------------------------
     @property
@@ -130,6 +148,11 @@ class Study:
     def storage(self) -> Storage:
         """Where the trials live."""
         return self._storage
+
+    @property
+    def artifact_dir(self) -> str:
+        """The folder under which trials keep their checkpoints (an absolute path)."""
+        return self._artifact_dir
 
     @property
     def study_id(self) -> int:
@@ -258,7 +281,14 @@ class Study:
     def ask(self, n: int) -> list[Trial]: ...
 
     def ask(self, n: int | None = None) -> Trial | list[Trial]:
-        """Start a trial: an enqueued config if any waits, else the sampler's proposal.
+        """Start a trial: a paused one the scheduler resumes, an enqueued config, or a new one.
+
+        With a scheduler that pauses (successive halving, ASHA's promotion variant, Hyperband,
+        PBT), the scheduler first names paused trials it gives up on (they are pruned) and may
+        name one to resume: that trial is returned running again with its number, config (or
+        PBT's new one), intermediate values and checkpoint; ``trial.resumed`` is true and
+        ``trial.budget`` says how far the scheduler means it to go. Otherwise an enqueued
+        config, if any waits, else the sampler's proposal.
 
         Args:
             n: Start ``n`` trials at once and return them as a list (for a batch of parallel
@@ -283,6 +313,11 @@ class Study:
 
     def _ask_one(self) -> Trial:
         worker = current_worker()
+        fresh: History | None = None
+        if self.scheduler is not None:
+            resumed, fresh = self._resume_paused(worker)
+            if resumed is not None:
+                return resumed
         record = self._storage.claim_waiting_trial(self.study_id, worker)
         if record is not None:
             config = record.config
@@ -295,7 +330,7 @@ class Study:
                 self._storage.set_trial_config(record.trial_id, config)
                 record = _with(record, config=config)
             return Trial(self, record)
-        history = self.history()
+        history = self._sampler_history(fresh)
         if self.sampler.is_exhausted(self.space, history):
             raise SamplerExhaustedError(f"The sampler of study '{self.name}' has nothing left.")
         record = self._storage.create_trial(self.study_id, state=TrialState.RUNNING, worker=worker)
@@ -309,9 +344,103 @@ class Study:
         self._storage.set_trial_config(record.trial_id, config)
         return Trial(self, _with(record, config=config))
 
+    def _sampler_history(self, history: History | None = None) -> History:
+        """The history the sampler sees: the stored one, or the scheduler's view of it."""
+        history = history if history is not None else self.history()
+        if self.scheduler is None:
+            return history
+        view = self.scheduler.sampler_trials(self.space, history)
+        return history if view is None else History(view, self.direction)
+
+    def _resume_paused(self, worker: str) -> tuple[Trial | None, History | None]:
+        """Prune the paused trials the scheduler gave up on; resume the one it promotes.
+
+        Returns the resumed trial, or ``None`` and the history just read (for the sampler).
+        """
+        assert self.scheduler is not None
+        for _ in range(16):  # another worker may win each race; the history is then fresher
+            history = self.history()
+            stop = set(self.scheduler.to_stop(history))
+            by_number = {t.number: t for t in history.trials}
+            for number in sorted(stop):
+                t = by_number.get(number)
+                if t is None or t.state is not TrialState.PAUSED:
+                    continue
+                last = t.intermediate[max(t.intermediate)] if t.intermediate else None
+                with contextlib.suppress(TrialStateError):  # another worker got there first
+                    self._storage.set_state(
+                        t.trial_id, TrialState.PRUNED, value=last, expected={TrialState.PAUSED}
+                    )
+            if stop:
+                history = self.history()
+                by_number = {t.number: t for t in history.trials}
+            order = self.scheduler.on_ask(self.space, history)
+            if order is None:
+                return None, history
+            target = by_number.get(order.number)
+            if target is None or target.state is not TrialState.PAUSED:
+                raise TrialStateError(
+                    f"{type(self.scheduler).__name__}.on_ask asked to resume trial "
+                    f"{order.number}, which is not paused."
+                )
+            try:
+                record = self._storage.resume_trial(target.trial_id, worker)
+            except TrialStateError:
+                continue  # another worker resumed it first
+            if order.config is not None:
+                config = self.space.validate(order.config)
+                self._storage.set_trial_config(record.trial_id, config)
+                record = _with(record, config=config)
+            if order.checkpoint_from is not None:
+                record = self._copy_checkpoint(record, order.checkpoint_from, by_number)
+            _log.debug("Resuming trial %d (budget %s).", record.number, order.budget)
+            return Trial(self, record, resumed=True, budget=order.budget), None
+        return None, None
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _checkpoint_path(self, number: int) -> str:
+        return os.path.join(self._artifact_dir, f"trial-{number}", "checkpoint.pkl")
+
+    def _save_checkpoint(self, trial: Trial, state: Any) -> str:
+        path = self._checkpoint_path(trial.number)
+        payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        _atomic_write(path, payload)
+        if trial._record.user_attrs.get(CHECKPOINT_ATTR) != path:
+            self._set_user_attr(trial, CHECKPOINT_ATTR, path)
+        return path
+
+    def _load_checkpoint(self, trial: Trial, default: Any) -> Any:
+        path = trial._record.user_attrs.get(CHECKPOINT_ATTR)
+        if not isinstance(path, str) or not os.path.exists(path):
+            return default
+        with open(path, "rb") as f:
+            return pickle.load(f)  # our own file, written by save_checkpoint
+
+    def _copy_checkpoint(
+        self, record: FrozenTrial, donor_number: int, by_number: Mapping[int, FrozenTrial]
+    ) -> FrozenTrial:
+        donor = by_number.get(donor_number)
+        source = donor.user_attrs.get(CHECKPOINT_ATTR) if donor is not None else None
+        attrs: dict[str, Any] = {"pbt_parent": donor_number, "pbt_step": record.last_step}
+        if isinstance(source, str) and os.path.exists(source):
+            path = self._checkpoint_path(record.number)
+            with open(source, "rb") as f:
+                _atomic_write(path, f.read())
+            attrs[CHECKPOINT_ATTR] = path
+        else:
+            _log.warning(
+                "Trial %d has no checkpoint to copy into trial %d; the objective resumes "
+                "from its own state.",
+                donor_number,
+                record.number,
+            )
+        for key, value in attrs.items():
+            self._storage.set_user_attr(record.trial_id, key, value)
+        return _with(record, user_attrs={**record.user_attrs, **attrs})
+
     def _complete(self, partial: Mapping[str, Any], number: int) -> dict[str, Any]:
         """Fill the parameters an enqueued config leaves out."""
-        suggested = self.sampler.suggest(self.space, self.history(), number)
+        suggested = self.sampler.suggest(self.space, self._sampler_history(), number)
         rng = self.sampler.rng(number, 1)
         config: dict[str, Any] = {}
         for name in self.space.names:
@@ -459,8 +588,9 @@ class Study:
         Args:
             objective: ``objective(trial) -> float``; it may ``trial.report`` and check
                 ``trial.should_stop()``.
-            n_trials: Trials to run in this call (``None``: until the timeout, the sampler is
-                exhausted or Ctrl-C).
+            n_trials: Objective runs in this call (``None``: until the timeout, the sampler is
+                exhausted or Ctrl-C). A paused trial that the scheduler resumes runs again and
+                counts again.
             timeout: Seconds after which no new trial starts.
             n_jobs: Worker processes (``-1``: one per CPU). Processes share the storage, so
                 ``n_jobs > 1`` needs a storage another process can open (SQLite, PostgreSQL).
@@ -565,6 +695,7 @@ def load_study(
     sampler: Sampler | str = "auto",
     scheduler: Scheduler | str | None = None,
     seed: int | None = None,
+    artifact_dir: str | os.PathLike[str] | None = None,
 ) -> Study:
     """Open a stored study (its space and direction come from the storage).
 
@@ -589,6 +720,7 @@ def load_study(
         storage=st,
         name=name,
         seed=seed,
+        artifact_dir=artifact_dir,
     )
 
 
@@ -648,6 +780,28 @@ def _describe(exc: BaseException, with_traceback: bool = False) -> str:
     if with_traceback:
         text += "\n" + "".join(traceback.format_exception(exc)[-6:])
     return text
+
+
+def _safe(name: str) -> str:
+    """A study name made safe as one folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
+
+
+def _atomic_write(path: str, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so readers see the old file or the new one, never half."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _pid_alive(pid: int) -> bool:

@@ -15,7 +15,7 @@ from tunecraft.exceptions import InvalidParameterError, TrialStateError
 if TYPE_CHECKING:
     from tunecraft.study import Study
 
-__all__ = ["FrozenTrial", "Trial", "TrialState"]
+__all__ = ["CHECKPOINT_ATTR", "FrozenTrial", "Trial", "TrialState"]
 
 
 class TrialState(str, enum.Enum):
@@ -130,12 +130,35 @@ class Trial:
         ...         if trial.should_stop():
         ...             break
         ...     return (x - 1) ** 2
+
+        A resumable objective, for schedulers that pause (its state: any picklable object):
+
+        >>> def resumable(trial):
+        ...     state = trial.load_checkpoint() if trial.resumed else None
+        ...     w = state["w"] if state else 0.0
+        ...     start = trial.last_step + 1 if trial.resumed else 1
+        ...     for epoch in range(start, 10):
+        ...         w += trial.config["x"]  # one epoch of training
+        ...         trial.save_checkpoint({"w": w})
+        ...         trial.report(1 / (1 + w), step=epoch)
+        ...         if trial.should_stop():
+        ...             break
+        ...     return 1 / (1 + w)
     """
 
-    def __init__(self, study: Study, record: FrozenTrial) -> None:
+    def __init__(
+        self,
+        study: Study,
+        record: FrozenTrial,
+        *,
+        resumed: bool = False,
+        budget: int | None = None,
+    ) -> None:
         self._study = study
         self._record = record
         self._decision = "continue"
+        self._resumed = resumed
+        self._budget = budget
 
     @property
     def number(self) -> int:
@@ -166,6 +189,48 @@ class Trial:
     def intermediate(self) -> dict[int, float]:
         """Values reported so far, by step."""
         return dict(self._record.intermediate)
+
+    @property
+    def last_step(self) -> int | None:
+        """The highest step reported so far (``None`` before the first report).
+
+        A resumed trial goes on from ``last_step + 1``.
+        """
+        return self._record.last_step
+
+    @property
+    def resumed(self) -> bool:
+        """Whether the study resumed this trial after a pause (load its checkpoint then)."""
+        return self._resumed
+
+    @property
+    def budget(self) -> int | None:
+        """The step the scheduler means to let this trial reach before it decides again.
+
+        Set when the study resumes a paused trial (``None``: no limit known). An objective may
+        train up to it; it need not, since the scheduler pauses or stops it at its next rung.
+        """
+        return self._budget
+
+    def save_checkpoint(self, state: Any) -> str:
+        """Keep ``state`` (any picklable object: a dict of weights, tensors, optimizer state).
+
+        The file goes under the study's artifact directory, written atomically (a crash
+        leaves the previous checkpoint intact), replacing this trial's previous one; its path
+        is recorded in the storage as the user attribute ``"tc.checkpoint"``. Returns the path.
+
+        Raises:
+            TrialStateError: The trial is not running.
+        """
+        self._check_running("Trial.save_checkpoint")
+        return self._study._save_checkpoint(self, state)
+
+    def load_checkpoint(self, default: Any = None) -> Any:
+        """The state last saved with :meth:`save_checkpoint` (or copied here by PBT).
+
+        Returns ``default`` when the trial has no checkpoint.
+        """
+        return self._study._load_checkpoint(self, default)
 
     def report(self, value: float, step: int) -> None:
         """Record an intermediate value (for example the validation loss after an epoch).
@@ -217,3 +282,7 @@ class Trial:
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, config={self._record.config!r})"
+
+
+#: The user attribute that records a trial's checkpoint file.
+CHECKPOINT_ATTR = "tc.checkpoint"

@@ -33,3 +33,11 @@ def test_unshuffled_grid_ignores_the_seed() -> None:
 
     with pytest.raises(AssertionError, match="gave the same"):
         check_other_seed_differs(factory_from_spec("grid", {"n_points": 3}))
+
+
+class TestGPSampler(SamplerConformance):
+    spec = "gp"
+
+
+class TestTPESampler(SamplerConformance):
+    spec = "tpe"

@@ -9,17 +9,21 @@ from typing import Any
 from tunecraft.exceptions import InvalidParameterError
 from tunecraft.samplers._auto import AutoSampler
 from tunecraft.samplers._base import History, Sampler
+from tunecraft.samplers._gp import GPSampler
 from tunecraft.samplers._grid import GridSampler
 from tunecraft.samplers._random import RandomSampler
 from tunecraft.samplers._sobol import SobolSampler
+from tunecraft.samplers._tpe import TPESampler
 
 __all__ = [
     "AutoSampler",
+    "GPSampler",
     "GridSampler",
     "History",
     "RandomSampler",
     "Sampler",
     "SobolSampler",
+    "TPESampler",
     "available_samplers",
     "make_sampler",
     "register_sampler",
@@ -81,3 +85,5 @@ register_sampler("random", RandomSampler)
 register_sampler("sobol", SobolSampler)
 register_sampler("grid", GridSampler)
 register_sampler("auto", AutoSampler)
+register_sampler("gp", GPSampler)
+register_sampler("tpe", TPESampler)

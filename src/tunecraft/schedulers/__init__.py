@@ -6,11 +6,22 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tunecraft.exceptions import InvalidParameterError
-from tunecraft.schedulers._base import Decision, Scheduler
+from tunecraft.schedulers._base import Decision, Resume, Scheduler
+from tunecraft.schedulers._halving import ASHAScheduler, SuccessiveHalvingScheduler
+from tunecraft.schedulers._hyperband import HyperbandScheduler
+from tunecraft.schedulers._median import MedianScheduler, PercentileScheduler
+from tunecraft.schedulers._pbt import PBTScheduler
 
 __all__ = [
+    "ASHAScheduler",
     "Decision",
+    "HyperbandScheduler",
+    "MedianScheduler",
+    "PBTScheduler",
+    "PercentileScheduler",
+    "Resume",
     "Scheduler",
+    "SuccessiveHalvingScheduler",
     "available_schedulers",
     "make_scheduler",
     "register_scheduler",
@@ -45,3 +56,19 @@ def make_scheduler(
         return _REGISTRY[name.lower()](seed=seed, **dict(options or {}))
     except TypeError as exc:
         raise InvalidParameterError(f"make_scheduler({name!r}): {exc}.") from None
+
+
+register_scheduler("median", MedianScheduler)
+register_scheduler("percentile", PercentileScheduler)
+register_scheduler("halving", SuccessiveHalvingScheduler)
+register_scheduler("asha", ASHAScheduler)
+register_scheduler("hyperband", HyperbandScheduler)
+
+
+def _bohb(**options: Any) -> Scheduler:
+    """Model-based Hyperband: :class:`HyperbandScheduler` with ``model_based=True``."""
+    return HyperbandScheduler(**{"model_based": True, **options})
+
+
+register_scheduler("bohb", _bohb)
+register_scheduler("pbt", PBTScheduler)

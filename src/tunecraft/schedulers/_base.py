@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from tunecraft.samplers._base import History
+from tunecraft.space import Space
 from tunecraft.trial import FrozenTrial
 
-__all__ = ["Decision", "Scheduler"]
+__all__ = ["Decision", "Resume", "Scheduler"]
 
 
 class Decision(str, enum.Enum):
@@ -19,6 +23,30 @@ class Decision(str, enum.Enum):
     PAUSE = "pause"
 
 
+@dataclass(frozen=True)
+class Resume:
+    """A scheduler's order to resume a paused trial instead of starting a new one.
+
+    Attributes:
+        number: The paused trial to resume.
+        budget: The step the scheduler means to let it reach before deciding again (``None``:
+            to the end); the objective reads it as ``trial.budget``.
+        config: A new configuration for the trial (population-based training), or ``None`` to
+            keep its own.
+        checkpoint_from: Copy this trial's latest checkpoint to the resumed trial first (PBT's
+            exploit step), or ``None`` to resume from the trial's own checkpoint.
+
+    Example:
+        >>> Resume(number=3, budget=9)
+        Resume(number=3, budget=9, config=None, checkpoint_from=None)
+    """
+
+    number: int
+    budget: int | None = None
+    config: Mapping[str, Any] | None = field(default=None)
+    checkpoint_from: int | None = None
+
+
 class Scheduler(ABC):
     """Sees every ``trial.report(value, step)`` and answers continue, stop or pause.
 
@@ -26,8 +54,40 @@ class Scheduler(ABC):
     a paused one may be resumed later by the study with more budget or a new configuration.
     Decisions read other trials from the :class:`History` (that is, from the storage), so they
     hold with several workers. Schedulers never sample.
+
+    A scheduler holds no state about trials: everything it decides is a function of its
+    options and the history, so a study reopened after a crash, or a second process sharing
+    the storage, decides the same. Subclasses implement :meth:`on_report`; schedulers that
+    pause implement :meth:`on_ask` (which paused trial to resume) and may implement
+    :meth:`to_stop` (paused trials that will never be resumed).
+
+    Example:
+        >>> class StopAtTen(Scheduler):
+        ...     def on_report(self, trial, history):
+        ...         return Decision.STOP if trial.last_step >= 10 else Decision.CONTINUE
     """
 
     @abstractmethod
     def on_report(self, trial: FrozenTrial, history: History) -> Decision:
         """Decide for ``trial``, whose ``intermediate`` holds the value just reported."""
+
+    def on_ask(self, space: Space, history: History) -> Resume | None:
+        """Before a new trial starts: return a paused trial to resume instead, or ``None``.
+
+        Several workers may pick the same trial; the storage lets only one resume it and the
+        study asks again.
+        """
+        return None
+
+    def to_stop(self, history: History) -> list[int]:
+        """Numbers of paused trials that will never be resumed: the study prunes them."""
+        return []
+
+    def sampler_trials(self, space: Space, history: History) -> list[FrozenTrial] | None:
+        """The trials the study's sampler should learn from, or ``None`` for the stored ones.
+
+        Model-based multi-fidelity schedulers (BOHB-style) present the trials at a common
+        budget, so a model-based sampler learns from intermediate results. The storage is
+        never changed.
+        """
+        return None

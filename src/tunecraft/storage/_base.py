@@ -133,6 +133,15 @@ class Storage(ABC):
         from a state not in ``expected`` when given), checked and written atomically.
         """
 
+    def resume_trial(self, trial_id: int, worker: str) -> FrozenTrial:
+        """Atomically move a paused trial back to running, now owned by ``worker``.
+
+        Intermediate values, config and attributes are kept. Of two callers racing to resume
+        the same trial, one succeeds and the other gets ``TrialStateError``. This default
+        keeps the old worker; built-in storages override it to record the new one.
+        """
+        return self.set_state(trial_id, TrialState.RUNNING, expected={TrialState.PAUSED})
+
     @abstractmethod
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """One trial by its storage key."""

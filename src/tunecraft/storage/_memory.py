@@ -199,6 +199,17 @@ class MemoryStorage(Storage):
             self._trials[trial_id] = t
             return _snapshot(t)
 
+    def resume_trial(self, trial_id: int, worker: str) -> FrozenTrial:
+        with self._lock:
+            t = self._get(trial_id)
+            if t.state is not TrialState.PAUSED:
+                raise TrialStateError(
+                    f"resume_trial: trial {t.number} is {t.state.value}, not paused."
+                )
+            t = replace(t, state=TrialState.RUNNING, value=None, worker=worker)
+            self._trials[trial_id] = t
+            return _snapshot(t)
+
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
             return _snapshot(self._get(trial_id))

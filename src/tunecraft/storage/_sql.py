@@ -173,6 +173,12 @@ class _Statements:
             )
             .returning(*t.c)
         )
+        self.resume = (
+            t.update()
+            .where(t.c.id == b("p_tid"), t.c.state == TrialState.PAUSED.value)
+            .values(state=TrialState.RUNNING.value, value=None, worker=b("p_worker"))
+            .returning(*t.c)
+        )
         self.set_config = (
             t.update()
             .where(t.c.id == b("p_tid"), t.c.state.in_(_OPEN))
@@ -534,6 +540,26 @@ class SQLStorage(Storage):
             )
             if row is not None:
                 return self._record(row, {})  # a waiting trial has reported nothing
+
+    def resume_trial(self, trial_id: int, worker: str) -> FrozenTrial:
+        q = self._q
+
+        def fn(conn: Connection) -> FrozenTrial:
+            row = conn.execute(q.resume, {"p_tid": trial_id, "p_worker": worker}).first()
+            if row is None:
+                found = conn.execute(q.number_state, {"p_tid": trial_id}).first()
+                if found is None:
+                    raise TrialStateError(f"resume_trial: no trial with id {trial_id}.")
+                raise TrialStateError(
+                    f"resume_trial: trial {found.number} is {found.state}, not paused."
+                )
+            inter = {
+                int(r.step): float(r.value)
+                for r in conn.execute(q.trial_inter, {"p_tid": trial_id})
+            }
+            return self._record(row, inter)
+
+        return self._run("resume_trial", fn)
 
     def _raise_not_open(self, conn: Any, trial_id: int, what: str) -> None:
         row = conn.execute(self._q.number_state, {"p_tid": trial_id}).first()

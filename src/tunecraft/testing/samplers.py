@@ -90,10 +90,19 @@ def factory_from_spec(spec: str, options: Mapping[str, Any] | None = None) -> Sa
 
 
 def draw_configs(
-    factory: SamplerFactory, seed: int | None, n: int, space: Space | None = None
+    factory: SamplerFactory,
+    seed: int | None,
+    n: int,
+    space: Space | None = None,
+    objective: Callable[[int, dict[str, Any]], float] | None = None,
 ) -> list[dict[str, Any]]:
     """Up to ``n`` configs proposed by ``factory(seed)`` in a fresh study, each trial told a
-    value before the next is asked (fewer when the sampler is exhausted first)."""
+    value before the next is asked (fewer when the sampler is exhausted first).
+
+    Args:
+        objective: ``objective(i, config)`` gives the value told for the ``i``-th trial
+            (default ``i % 7``, a value unrelated to the config).
+    """
     space = space if space is not None else conformance_space()
     study = Study(space, sampler=factory(seed), storage=MemoryStorage())
     configs = []
@@ -103,7 +112,7 @@ def draw_configs(
         except SamplerExhaustedError:
             break
         configs.append(trial.config)
-        study.tell(trial, float(i % 7))
+        study.tell(trial, float(i % 7) if objective is None else objective(i, trial.config))
     return configs
 
 
@@ -147,9 +156,18 @@ def check_types(factory: SamplerFactory, *, n: int = 64, seed: int = 0) -> None:
 def check_log_scale(factory: SamplerFactory, *, n: int = 200, seed: int = 0) -> None:
     """``loguniform(1e-5, 1)`` is sampled on a log scale: the median of the draws is near
     ``10**-2.5`` (a linear scale would put it near 0.5), and ``log-int(1, 1024)`` has its
-    median near 32."""
+    median near 32.
+
+    The value told is the distance to the middle of the log axes, ``(log10 x + 2.5) ** 2 +
+    (log2 k - 5) ** 2 / 4``, so that a model-based sampler, which concentrates where values are
+    low, concentrates around the same medians as a random one (on a linear scale it would not).
+    """
     space = Space({"x": loguniform(1e-5, 1.0), "k": integer(1, 1024, log=True)})
-    configs = draw_configs(factory, seed, n, space)
+
+    def centred(i: int, c: dict[str, Any]) -> float:
+        return (math.log10(c["x"]) + 2.5) ** 2 + (math.log2(c["k"]) - 5.0) ** 2 / 4
+
+    configs = draw_configs(factory, seed, n, space, centred)
     _min_draws(configs, 3, "check_log_scale")
     median_x = statistics.median(math.log10(c["x"]) for c in configs)
     if abs(median_x + 2.5) > 0.5:

@@ -354,6 +354,30 @@ class StorageConformance:
         with pytest.raises(TrialStateError):
             storage.set_state(10**9, TrialState.FAILED)
 
+    def test_resume_paused_trial_keeps_its_record(self, storage: Storage) -> None:
+        sid = self.new_study(storage).study_id
+        t = storage.create_trial(sid, config={"x": 1.0}, worker="host:1")
+        storage.report(t.trial_id, 0, 3.0)
+        storage.report(t.trial_id, 1, 2.0)
+        storage.set_user_attr(t.trial_id, "k", "v")
+        paused = storage.set_state(t.trial_id, TrialState.PAUSED, value=2.0)
+        resumed = storage.resume_trial(t.trial_id, "host:2")
+        assert resumed.state is TrialState.RUNNING and resumed.worker == "host:2"
+        assert resumed.intermediate == {0: 3.0, 1: 2.0}
+        assert (resumed.config, resumed.user_attrs) == ({"x": 1.0}, {"k": "v"})
+        assert resumed.datetime_start == paused.datetime_start
+        assert resumed.datetime_complete is None
+        assert storage.get_trial(t.trial_id) == resumed
+        with pytest.raises(TrialStateError):  # running, not paused: nobody resumes it twice
+            storage.resume_trial(t.trial_id, "host:3")
+        storage.report(t.trial_id, 2, 1.0)
+        done = storage.set_state(t.trial_id, TrialState.COMPLETE, value=1.0)
+        assert done.intermediate == {0: 3.0, 1: 2.0, 2: 1.0}
+        with pytest.raises(TrialStateError):
+            storage.resume_trial(t.trial_id, "host:3")
+        with pytest.raises(TrialStateError):
+            storage.resume_trial(10**9, "host:3")
+
     @pytest.mark.parametrize("state", _FINISHED, ids=lambda s: s.value)
     def test_finished_trials_are_immutable(self, storage: Storage, state: TrialState) -> None:
         sid = self.new_study(storage).study_id

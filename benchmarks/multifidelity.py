@@ -1,0 +1,545 @@
+"""Multi-fidelity benchmark: tunecraft's schedulers against Optuna's pruners, DEHB and random.
+
+Problems:
+
+* ``lcbench``: the LCBench surrogate of YAHPO Gym (epochs 1-52 as the fidelity, validation
+  error ``100 - val_accuracy`` in percent), on several OpenML task instances.
+* ``digits``: real training of a small PyTorch MLP on scikit-learn's digits (epochs as the
+  fidelity, validation error in percent).
+
+Methods, same budget of epochs (``--budget-full`` full-fidelity trainings' worth):
+
+* ``random``: random search at full fidelity.
+* ``tc-asha``: tunecraft's default multi-fidelity scheduler (ASHA, promotion variant, with the
+  minimum resource chosen from the observed rank correlation between rungs, and the
+  model-based view so TPE learns from rung results); paused trials resume from checkpoints.
+* ``tc-asha-r1``: ASHA promotion with ``min_resource=1`` (no correlation check), for contrast.
+* ``tc-asha-nomodel``: ``tc-asha`` without the model-based view (TPE sees complete trials only).
+* ``tc-bohb``: model-based Hyperband (promotion variant, ``model_based=True``) with TPE.
+* ``optuna-hb``: Optuna TPE + ``HyperbandPruner(min_resource=1)``.
+* ``optuna-sha``: Optuna TPE + ``SuccessiveHalvingPruner(min_resource=1)``.
+* ``dehb``: DEHB, when ``pip install dehb`` worked (each evaluation trains from scratch).
+
+The incumbent is the best configuration evaluated at full fidelity; a method that has none yet
+has no incumbent. Reported per problem: the final validation error (median over seeds), the
+error at 10 / 25 / 50 % of the budget, and the fraction of the budget each method needs to
+reach full-budget random search's final error (the median over seeds of random's final error;
+the median over seeds of the fraction, ``>1`` when it does not get there).
+
+Run (in a benchmark venv, see docs/benchmarks.md)::
+
+    python benchmarks/multifidelity.py --problems lcbench --seeds 10 --instances 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import math
+import os
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import tunecraft as tc
+from tunecraft.schedulers import ASHAScheduler, HyperbandScheduler
+
+YAHPO_DATA = os.environ.get(
+    "YAHPO_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "yahpo")
+)
+LCBENCH_INSTANCES = ["3945", "7593", "34539", "126025", "126026", "126029", "146212", "167104"]
+
+
+# -- problems ------------------------------------------------------------------------------------
+class Run:
+    """One configuration being trained: ``step()`` trains one more epoch, returns val error."""
+
+    epoch = 0
+
+    def step(self) -> float:
+        raise NotImplementedError
+
+
+@dataclass
+class Problem:
+    name: str
+    max_epochs: int
+    space: dict[str, Any]
+    start: Callable[[dict[str, Any], int], Run]
+    optuna_space: Callable[[Any], dict[str, Any]]
+
+
+class SurrogateRun(Run):
+    def __init__(self, curve: list[float]) -> None:
+        self.curve = curve
+        self.epoch = 0
+
+    def step(self) -> float:
+        self.epoch += 1
+        return self.curve[self.epoch - 1]
+
+
+_LCB_SPACE = {
+    "batch_size": tc.integer(16, 512, log=True),
+    "learning_rate": tc.loguniform(1e-4, 1e-1),
+    "max_dropout": tc.uniform(0.0, 1.0),
+    "max_units": tc.integer(64, 1024, log=True),
+    "momentum": tc.uniform(0.1, 0.99),
+    "num_layers": tc.integer(1, 5),
+    "weight_decay": tc.uniform(1e-5, 0.1),
+}
+
+
+def _lcb_optuna(trial: Any) -> dict[str, Any]:
+    return {
+        "batch_size": trial.suggest_int("batch_size", 16, 512, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True),
+        "max_dropout": trial.suggest_float("max_dropout", 0.0, 1.0),
+        "max_units": trial.suggest_int("max_units", 64, 1024, log=True),
+        "momentum": trial.suggest_float("momentum", 0.1, 0.99),
+        "num_layers": trial.suggest_int("num_layers", 1, 5),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-5, 0.1),
+    }
+
+
+def lcbench(instance: str) -> Problem:
+    from yahpo_gym import benchmark_set, local_config
+
+    local_config.init_config()
+    local_config.set_data_path(os.path.abspath(YAHPO_DATA))
+    with _quiet():
+        bench = benchmark_set.BenchmarkSet("lcbench")
+    bench.set_instance(instance)
+
+    def start(config: dict[str, Any], seed: int) -> Run:
+        x = {k: config[k] for k in _LCB_SPACE}
+        x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
+        xs = [dict(x, epoch=e, OpenML_task_id=instance) for e in range(1, 53)]
+        res = bench.objective_function(xs)
+        return SurrogateRun([100.0 - float(r["val_accuracy"]) for r in res])
+
+    return Problem(f"lcbench/{instance}", 52, _LCB_SPACE, start, _lcb_optuna)
+
+
+class DigitsRun(Run):
+    def __init__(self, config: dict[str, Any], seed: int, data: Any) -> None:
+        import torch
+
+        torch.manual_seed(seed)
+        self.torch = torch
+        self.data = data
+        n_in, width, depth = 64, int(config["width"]), int(config["layers"])
+        layers: list[Any] = []
+        for i in range(depth):
+            layers += [torch.nn.Linear(n_in if i == 0 else width, width), torch.nn.ReLU()]
+            layers.append(torch.nn.Dropout(float(config["dropout"])))
+        layers.append(torch.nn.Linear(width if depth else n_in, 10))
+        self.model = torch.nn.Sequential(*layers)
+        self.opt = torch.optim.SGD(
+            self.model.parameters(),
+            lr=float(config["lr"]),
+            momentum=float(config["momentum"]),
+            weight_decay=float(config["weight_decay"]),
+        )
+        self.batch = int(config["batch_size"])
+        self.gen = torch.Generator().manual_seed(seed)
+        self.epoch = 0
+
+    def step(self) -> float:
+        torch = self.torch
+        xtr, ytr, xva, yva = self.data
+        self.model.train()
+        order = torch.randperm(len(xtr), generator=self.gen)
+        for i in range(0, len(xtr), self.batch):
+            idx = order[i : i + self.batch]
+            self.opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(self.model(xtr[idx]), ytr[idx])
+            if not torch.isfinite(loss):
+                break
+            loss.backward()
+            self.opt.step()
+        self.epoch += 1
+        self.model.eval()
+        with torch.no_grad():
+            pred = self.model(xva).argmax(1)
+        return 100.0 * float((pred != yva).float().mean())
+
+    def __getstate__(self) -> dict[str, Any]:  # a checkpoint: weights, optimizer, RNG
+        state = dict(self.__dict__)
+        state.pop("torch")
+        buf = io.BytesIO()
+        self.torch.save(
+            {"model": self.model, "opt": self.opt.state_dict(), "gen": self.gen.get_state()}, buf
+        )
+        state.update(model=None, opt=None, gen=None, blob=buf.getvalue(), opt_cls=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import torch
+
+        blob = state.pop("blob")
+        state.pop("opt_cls")
+        self.__dict__.update(state)
+        self.torch = torch
+        saved = torch.load(io.BytesIO(blob), weights_only=False)
+        self.model = saved["model"]
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.opt.load_state_dict(saved["opt"])
+        self.gen = torch.Generator()
+        self.gen.set_state(saved["gen"])
+
+
+_DIGITS_SPACE = {
+    "lr": tc.loguniform(1e-3, 1.0),
+    "momentum": tc.uniform(0.0, 0.99),
+    "weight_decay": tc.loguniform(1e-6, 1e-1),
+    "batch_size": tc.choice([16, 32, 64, 128, 256]),
+    "width": tc.integer(8, 256, log=True),
+    "layers": tc.integer(1, 3),
+    "dropout": tc.uniform(0.0, 0.7),
+}
+
+
+def _digits_optuna(trial: Any) -> dict[str, Any]:
+    return {
+        "lr": trial.suggest_float("lr", 1e-3, 1.0, log=True),
+        "momentum": trial.suggest_float("momentum", 0.0, 0.99),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64, 128, 256]),
+        "width": trial.suggest_int("width", 8, 256, log=True),
+        "layers": trial.suggest_int("layers", 1, 3),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.7),
+    }
+
+
+def digits(max_epochs: int = 27) -> Problem:
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    torch.set_num_threads(1)
+    x, y = load_digits(return_X_y=True)
+    xtr, xva, ytr, yva = train_test_split(x / 16.0, y, test_size=0.3, random_state=0, stratify=y)
+    data = (
+        torch.tensor(xtr, dtype=torch.float32),
+        torch.tensor(ytr),
+        torch.tensor(xva, dtype=torch.float32),
+        torch.tensor(yva),
+    )
+    return Problem(
+        "digits-mlp",
+        max_epochs,
+        _DIGITS_SPACE,
+        lambda config, seed: DigitsRun(config, seed, data),
+        _digits_optuna,
+    )
+
+
+# -- bookkeeping ---------------------------------------------------------------------------------
+@dataclass
+class Ledger:
+    """Epochs spent and the incumbent (best full-fidelity error) after each of them."""
+
+    budget: int
+    max_epochs: int
+    used: int = 0
+    best: float = math.inf
+    trace: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.used >= self.budget
+
+    def epoch(self, run: Run, value: float) -> None:
+        self.used += 1
+        if run.epoch >= self.max_epochs and value < self.best:
+            self.best = value
+            self.trace.append((self.used, value))
+
+    def at(self, epochs: float) -> float:
+        best = math.inf
+        for used, v in self.trace:
+            if used > epochs:
+                break
+            best = v
+        return best
+
+    def reach(self, target: float) -> float:
+        for used, v in self.trace:
+            if v <= target:
+                return used / self.budget
+        return math.inf
+
+
+# -- methods -------------------------------------------------------------------------------------
+def run_random(problem: Problem, seed: int, ledger: Ledger) -> None:
+    space = tc.space.Space(problem.space)
+    rng = np.random.default_rng(seed)
+    while not ledger.exhausted:
+        run = problem.start(space.sample(rng), seed)
+        while run.epoch < problem.max_epochs and not ledger.exhausted:
+            ledger.epoch(run, run.step())
+
+
+def run_tunecraft(
+    problem: Problem,
+    seed: int,
+    ledger: Ledger,
+    *,
+    min_resource: int | str,
+    sampler: str,
+    model_based: bool = True,
+    hyperband: bool = False,
+) -> None:
+    scheduler: Any
+    if hyperband:
+        scheduler = HyperbandScheduler(
+            min_resource=1,
+            max_resource=problem.max_epochs,
+            reduction_factor=3,
+            variant="promotion",
+            model_based=model_based,
+        )
+    else:
+        scheduler = ASHAScheduler(
+            min_resource=min_resource,
+            max_resource=problem.max_epochs,
+            reduction_factor=3,
+            variant="promotion",
+            model_based=model_based,
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        study = tc.Study(
+            problem.space,
+            sampler=tc.make_sampler(sampler, seed=seed),
+            scheduler=scheduler,
+            artifact_dir=tmp,
+        )
+        while not ledger.exhausted:
+            trial = study.ask()
+            run = trial.load_checkpoint() if trial.resumed else None
+            if run is None:
+                run = problem.start(trial.config, seed * 100_003 + trial.number)
+            value = math.inf
+            while run.epoch < problem.max_epochs and not ledger.exhausted:
+                value = run.step()
+                ledger.epoch(run, value)
+                trial.report(value if math.isfinite(value) else 100.0, step=run.epoch)
+                if trial.should_stop():
+                    break
+            if trial.decision == "pause":
+                trial.save_checkpoint(run)
+            study.tell(trial, value if math.isfinite(value) else 100.0)
+
+
+def run_optuna(problem: Problem, seed: int, ledger: Ledger, *, pruner: str) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if pruner == "hyperband":
+        p: Any = optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=problem.max_epochs, reduction_factor=3
+        )
+    else:
+        p = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=p)
+    while not ledger.exhausted:
+        trial = study.ask()
+        config = problem.optuna_space(trial)
+        run = problem.start(config, seed * 100_003 + trial.number)
+        value = math.inf
+        pruned = False
+        while run.epoch < problem.max_epochs and not ledger.exhausted:
+            value = run.step()
+            ledger.epoch(run, value)
+            trial.report(value, run.epoch)
+            if trial.should_prune():
+                pruned = True
+                break
+        if pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, value)
+
+
+def run_dehb(problem: Problem, seed: int, ledger: Ledger) -> None:
+    import ConfigSpace
+    from dehb import DEHB
+
+    cs = ConfigSpace.ConfigurationSpace(seed=seed)
+    for name, p in problem.space.items():
+        if isinstance(p, tc.space.Categorical):
+            cs.add_hyperparameter(ConfigSpace.CategoricalHyperparameter(name, list(p.options)))
+        elif isinstance(p, tc.space.Int):
+            cs.add_hyperparameter(
+                ConfigSpace.UniformIntegerHyperparameter(name, p.low, p.high, log=p.log)
+            )
+        else:
+            cs.add_hyperparameter(
+                ConfigSpace.UniformFloatHyperparameter(name, p.low, p.high, log=p.log)
+            )
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        dehb = DEHB(
+            cs=cs,
+            dimensions=len(problem.space),
+            min_fidelity=1,
+            max_fidelity=problem.max_epochs,
+            eta=3,
+            n_workers=1,
+            output_path=tmp,
+            seed=seed,
+        )
+        while not ledger.exhausted:
+            job = dehb.ask()
+            epochs = max(1, round(job["fidelity"]))
+            config = dict(job["config"])
+            run = problem.start(config, seed * 100_003 + ledger.used)
+            value = math.inf
+            while run.epoch < epochs and not ledger.exhausted:
+                value = run.step()
+                ledger.epoch(run, value)
+            dehb.tell(job, {"fitness": float(value), "cost": float(epochs)})
+
+
+def _quiet() -> Any:
+    import contextlib
+
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def methods(available: set[str], sampler: str) -> dict[str, Callable[..., None]]:
+    out: dict[str, Callable[..., None]] = {
+        "random": run_random,
+        "tc-asha": lambda p, s, led: run_tunecraft(
+            p, s, led, min_resource="auto", sampler=sampler
+        ),
+        "tc-asha-r1": lambda p, s, led: run_tunecraft(p, s, led, min_resource=1, sampler=sampler),
+        "tc-asha-nomodel": lambda p, s, led: run_tunecraft(
+            p, s, led, min_resource="auto", sampler=sampler, model_based=False
+        ),
+        "tc-bohb": lambda p, s, led: run_tunecraft(
+            p, s, led, min_resource=1, sampler=sampler, hyperband=True
+        ),
+        "optuna-hb": lambda p, s, led: run_optuna(p, s, led, pruner="hyperband"),
+        "optuna-sha": lambda p, s, led: run_optuna(p, s, led, pruner="sha"),
+    }
+    if "dehb" in available:
+        out["dehb"] = run_dehb
+    return out
+
+
+# -- main ----------------------------------------------------------------------------------------
+def _fmt(x: float) -> str:
+    return "-" if not math.isfinite(x) else f"{x:.2f}"
+
+
+def _frac(x: float) -> str:
+    return "never" if not math.isfinite(x) else f"{x:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--problems", default="lcbench,digits")
+    ap.add_argument("--instances", type=int, default=5, help="LCBench instances")
+    ap.add_argument("--instance-ids", default=None, help="comma-separated, overrides --instances")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--digits-seeds", type=int, default=None, help="default: --seeds")
+    ap.add_argument("--digits-epochs", type=int, default=27)
+    ap.add_argument("--budget-full", type=int, default=50, help="full trainings of budget")
+    ap.add_argument("--methods", default="all")
+    ap.add_argument("--sampler", default="tpe", help="tunecraft sampler for tc-* methods")
+    ap.add_argument("--save", default=None, help="pickle the raw ledgers here")
+    ap.add_argument("--load", nargs="*", default=None, help="only print the table of saved runs")
+    args = ap.parse_args(argv)
+    logging.getLogger("tunecraft").setLevel(logging.ERROR)
+    if args.load:
+        merged: dict[str, dict[str, list[Ledger]]] = {}
+        for path in args.load:
+            with open(path, "rb") as f:
+                merged.update(pickle.load(f))
+        print(report(merged))
+        return 0
+
+    available = set()
+    try:
+        import dehb  # noqa: F401
+
+        available.add("dehb")
+    except ImportError:
+        print("dehb not installed: skipped", file=sys.stderr)
+    table = methods(available, args.sampler)
+    if args.methods != "all":
+        table = {k: v for k, v in table.items() if k in args.methods.split(",")}
+
+    problems: list[tuple[Problem, int]] = []
+    names = args.problems.split(",")
+    if "lcbench" in names:
+        ids = (
+            args.instance_ids.split(",")
+            if args.instance_ids
+            else LCBENCH_INSTANCES[: args.instances]
+        )
+        problems += [(lcbench(i), args.seeds) for i in ids]
+    if "digits" in names:
+        problems.append((digits(args.digits_epochs), args.digits_seeds or args.seeds))
+
+    raw: dict[str, dict[str, list[Ledger]]] = {}
+    for problem, n_seeds in problems:
+        budget = args.budget_full * problem.max_epochs
+        raw[problem.name] = {}
+        for name, fn in table.items():
+            t0 = time.perf_counter()
+            ledgers = []
+            for seed in range(n_seeds):
+                ledger = Ledger(budget, problem.max_epochs)
+                fn(problem, seed, ledger)
+                ledgers.append(ledger)
+            raw[problem.name][name] = ledgers
+            final = _fmt(float(np.median([x.best for x in ledgers])))
+            print(
+                f"{problem.name:>20} {name:>11}: final {final} ({time.perf_counter() - t0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    if args.save:
+        with open(args.save, "wb") as f:
+            pickle.dump(raw, f)
+    print(report(raw))
+    return 0
+
+
+def report(raw: dict[str, dict[str, list[Ledger]]]) -> str:
+    lines = [
+        "| problem | method | err@10% | err@25% | err@50% | final err | budget to random's "
+        "final | worse than random (seeds) |",
+        "|:--|:--|--:|--:|--:|--:|--:|--:|",
+    ]
+    for problem, by_method in raw.items():
+        rand = by_method.get("random")
+        target = float(np.median([x.best for x in rand])) if rand else math.nan
+        for name, ledgers in by_method.items():
+            b = ledgers[0].budget
+            cells = [
+                _fmt(float(np.median([x.at(f * b) for x in ledgers]))) for f in (0.1, 0.25, 0.5)
+            ]
+            final = float(np.median([x.best for x in ledgers]))
+            reach = float(np.median([x.reach(target) for x in ledgers])) if rand else math.nan
+            worse = (
+                sum(x.best > r.best for x, r in zip(ledgers, rand, strict=False)) if rand else 0
+            )
+            lines.append(
+                f"| {problem} | {name} | {' | '.join(cells)} | {_fmt(final)} | {_frac(reach)} "
+                f"| {worse}/{len(ledgers)} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,279 @@
+"""The Gaussian-process sampler: model, acquisition, optimizer and sampler behaviour."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pytest
+from scipy.optimize import check_grad
+from scipy.stats import norm
+
+import tunecraft as tc
+from tunecraft.exceptions import InvalidParameterError
+from tunecraft.samplers import GPSampler, History
+from tunecraft.samplers._encoding import Encoder
+from tunecraft.samplers._gp.acquisition import Acquisition, log_ei, log_h
+from tunecraft.samplers._gp.fit import GPModel, fit_gp, neg_log_posterior, warp_outputs
+
+
+def branin(c: dict) -> float:
+    x, y = c["x"], c["y"]
+    b, cc = 5.1 / (4 * math.pi**2), 5 / math.pi
+    return (y - b * x**2 + cc * x - 6) ** 2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x) + 10
+
+
+BRANIN_SPACE = {"x": tc.uniform(-5, 10), "y": tc.uniform(0, 15)}
+BRANIN_MIN = 0.397887
+
+
+def _mixed_data(n: int = 25, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    cont = rng.random((n, 3))
+    cat = np.stack([rng.integers(0, 3, n), rng.integers(-1, 2, n)], axis=1)
+    y = np.sin(4 * cont[:, 0]) + cont[:, 1] ** 2 + 0.5 * (cat[:, 0] == 1)
+    return cont, cat, warp_outputs(y)
+
+
+# -- the model ----------------------------------------------------------------------------------
+def test_gp_interpolates_its_data_at_low_noise() -> None:
+    cont, cat, y = _mixed_data()
+    theta = fit_gp(cont, cat, y, np.random.default_rng(0), noise=1e-6)
+    model = GPModel(cont, cat, y, theta)
+    mu, var = model.predict(cont, cat)
+    np.testing.assert_allclose(mu, y, atol=1e-3)
+    assert np.all(var < 1e-3 * model.hyper.signal)
+    # away from the data the model is uncertain again
+    _, far = model.predict(np.full((1, 3), 0.5) + 0.49, np.array([[2, 1]]))
+    assert far[0] > var.max()
+
+
+def test_marginal_likelihood_gradient_matches_finite_differences() -> None:
+    cont, cat, y = _mixed_data(20, seed=1)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        theta = np.concatenate([rng.normal(-0.5, 0.5, 3), rng.normal(0, 0.5, 2), [0.1, -3.0]])
+        err = check_grad(
+            lambda t: neg_log_posterior(t, cont, cat, y)[0],
+            lambda t: neg_log_posterior(t, cont, cat, y)[1],
+            theta,
+            epsilon=1e-6,
+        )
+        scale = np.linalg.norm(neg_log_posterior(theta, cont, cat, y)[1])
+        assert err < 1e-4 * max(1.0, scale)
+
+
+def test_fitted_noise_is_larger_for_noisy_data() -> None:
+    rng = np.random.default_rng(0)
+    cont = rng.random((40, 1))
+    empty = np.empty((40, 0), dtype=np.int64)
+    clean = warp_outputs(np.sin(6 * cont[:, 0]))
+    noisy = warp_outputs(np.sin(6 * cont[:, 0]) + 0.5 * rng.standard_normal(40))
+    noise_clean = math.exp(fit_gp(cont, empty, clean, rng)[-1])
+    noise_noisy = math.exp(fit_gp(cont, empty, noisy, rng)[-1])
+    assert noise_noisy > 100 * noise_clean
+
+
+def test_fantasies_extend_the_cholesky_factor_exactly() -> None:
+    cont, cat, y = _mixed_data(15)
+    theta = fit_gp(cont, cat, y, np.random.default_rng(0))
+    model = GPModel(cont, cat, y, theta)
+    new_cont, new_cat = cont[:3] * 0.5 + 0.2, cat[:3]
+    extended = model.with_fantasies(new_cont, new_cat)
+    mu_new, _ = model.predict(new_cont, new_cat)
+    refit = GPModel(
+        np.vstack([cont, new_cont]), np.vstack([cat, new_cat]), np.concatenate([y, mu_new]), theta
+    )
+    np.testing.assert_allclose(extended.chol, refit.chol, atol=1e-8)
+    probe_c, probe_k = cont[5:9] * 0.9, cat[5:9]
+    np.testing.assert_allclose(
+        extended.predict(probe_c, probe_k)[1], refit.predict(probe_c, probe_k)[1], atol=1e-8
+    )
+    # believing the mean leaves the mean alone and shrinks the variance at the new points
+    np.testing.assert_allclose(
+        extended.predict(probe_c, probe_k)[0], model.predict(probe_c, probe_k)[0], atol=1e-6
+    )
+    assert np.all(extended.predict(new_cont, new_cat)[1] < model.predict(new_cont, new_cat)[1])
+
+
+def test_warping_keeps_the_order_and_tames_outliers() -> None:
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 1000.0])
+    w = warp_outputs(y)
+    assert list(np.argsort(w)) == list(np.argsort(y))
+    plain = (y - y.mean()) / y.std()
+    assert w[4] - w[0] > 1.5 * (plain[4] - plain[0])  # the ordinary values are told apart
+    assert np.all(warp_outputs(np.ones(4)) == 0)
+
+
+# -- acquisition --------------------------------------------------------------------------------
+def test_log_ei_is_finite_where_ei_underflows() -> None:
+    z = np.array([-40.0, -100.0, -1e3, -1e5, -1e10])
+    direct = z * norm.cdf(z) + norm.pdf(z)
+    assert np.all(direct == 0.0)  # EI itself underflows
+    lh = log_h(z)
+    assert np.all(np.isfinite(lh))
+    assert np.all(np.diff(lh) < 0)  # and stays monotone
+    # h(z) = phi(z) / z^2 * (1 - 3 / z^2 + O(z^-4))
+    asymptotic = -0.5 * z**2 - 0.5 * math.log(2 * math.pi) - 2 * np.log(-z) + np.log1p(-3 / z**2)
+    np.testing.assert_allclose(lh, asymptotic, rtol=1e-12, atol=1e-4)
+    assert np.isfinite(log_ei(np.array([50.0]), np.array([1e-3]), 0.0)).all()
+
+
+def test_log_ei_matches_log_of_ei_where_ei_is_representable() -> None:
+    z = np.linspace(-8, 8, 161)
+    ei = z * norm.cdf(z) + norm.pdf(z)
+    np.testing.assert_allclose(log_h(z), np.log(ei), rtol=1e-9, atol=1e-12)
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    for zz in (-12.0, -20.0, -35.0, -37.5, -1.0 - 1e-9, -1.0 + 1e-9):
+        zm = mpmath.mpf(zz)
+        exact = mpmath.log(zm * mpmath.ncdf(zm) + mpmath.npdf(zm))
+        assert abs(float(log_h(np.array([zz]))[0]) - float(exact)) < 1e-9 * abs(float(exact))
+    mu, sigma, best = np.array([0.3, -0.2]), np.array([0.5, 2.0]), 0.1
+    zs = (best - mu) / sigma
+    expected = np.log(sigma * (zs * norm.cdf(zs) + norm.pdf(zs)))
+    np.testing.assert_allclose(log_ei(mu, sigma, best), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["log_ei", "ucb", "pi"])
+def test_acquisition_gradient_matches_finite_differences(kind: str) -> None:
+    cont, cat, y = _mixed_data(20, seed=3)
+    model = GPModel(cont, cat, y, fit_gp(cont, cat, y, np.random.default_rng(0)))
+    acq = Acquisition(model, model.incumbent(), kind)
+    x0 = np.array([0.3, 0.6, 0.2])
+    k = cat[:1]
+
+    def f(x: np.ndarray) -> float:
+        return float(acq(x[None, :], k)[0])
+
+    def g(x: np.ndarray) -> np.ndarray:
+        return acq.value_and_grad(x[None, :], k)[1][0]
+
+    assert abs(f(x0) - float(acq.value_and_grad(x0[None, :], k)[0][0])) < 1e-10
+    assert check_grad(f, g, x0, epsilon=1e-7) < 1e-4 * max(1.0, np.linalg.norm(g(x0)))
+
+
+# -- the sampler --------------------------------------------------------------------------------
+def _regret(sampler: str, seed: int, n: int) -> float:
+    study = tc.Study(BRANIN_SPACE, sampler=tc.make_sampler(sampler, seed=seed))
+    study.optimize(lambda t: branin(t.config), n_trials=n)
+    return study.best_value - BRANIN_MIN
+
+
+def test_gp_beats_random_search_on_branin() -> None:
+    seeds = range(4)
+    gp = [_regret("gp", s, 30) for s in seeds]
+    rnd = [_regret("random", s, 30) for s in seeds]
+    assert statistics.median(gp) < 0.05
+    assert statistics.median(gp) < statistics.median(rnd) / 5
+
+
+def test_batch_of_asks_gives_distinct_spread_out_points() -> None:
+    study = tc.Study(BRANIN_SPACE, sampler=tc.make_sampler("gp", seed=0))
+    study.optimize(lambda t: branin(t.config), n_trials=12)
+    batch = [study.ask() for _ in range(5)]  # what study.ask(5) does: each seen as running
+    space = tc.Space(BRANIN_SPACE)
+    pts = np.array([space.to_unit(t.config) for t in batch])
+    dists = np.linalg.norm(pts[:, None] - pts[None, :], axis=-1)[np.triu_indices(5, 1)]
+    assert dists.min() > 0.02
+    # without the running trials the sampler would propose the same point every time
+    sampler = study.sampler
+    history = History([t for t in study.trials if t.state.value == "complete"], "minimize")
+    alone = [sampler.suggest(space, history, 17) for _ in range(2)]
+    assert alone[0] == alone[1]
+
+
+def test_conditional_space_is_modelled() -> None:
+    space = {
+        "booster": tc.choice(["linear", "tree"]),
+        "alpha": tc.loguniform(1e-4, 1.0).when(booster="linear"),
+        "depth": tc.integer(1, 10).when(booster="tree"),
+        "eta": tc.uniform(0.0, 1.0).when(booster="tree"),
+    }
+
+    def objective(t: tc.Trial) -> float:
+        c = t.config
+        if c["booster"] == "linear":
+            return 1.0 + abs(math.log10(c["alpha"]) + 2)
+        return (c["depth"] - 6) ** 2 / 10 + (c["eta"] - 0.3) ** 2
+
+    for seed in range(2):
+        study = tc.Study(space, sampler=tc.make_sampler("gp", seed=seed))
+        study.optimize(objective, n_trials=25)
+        later = [t.config["booster"] for t in study.trials[10:]]
+        assert later.count("tree") >= 0.7 * len(later)
+        assert study.best_value < 0.2
+        assert all(tc.Space(space).contains(t.config) for t in study.trials)
+
+
+def test_categorical_and_integer_space() -> None:
+    space = {
+        "k": tc.choice(["a", "b", "c", "d", "e"]),
+        "n": tc.integer(1, 30),
+        "x": tc.uniform(0, 1),
+    }
+    score = {"a": 1.0, "b": 0.5, "c": 0.0, "d": 0.7, "e": 0.9}
+
+    def objective(t: tc.Trial) -> float:
+        c = t.config
+        return score[c["k"]] + ((c["n"] - 17) / 10) ** 2 + (c["x"] - 0.5) ** 2
+
+    study = tc.Study(space, sampler=tc.make_sampler("gp", seed=0))
+    study.optimize(objective, n_trials=30)
+    assert study.best_config["k"] == "c"
+    assert abs(study.best_config["n"] - 17) <= 2
+
+
+@pytest.mark.parametrize("acquisition", ["ucb", "pi"])
+def test_other_acquisitions_optimize(acquisition: str) -> None:
+    sampler = GPSampler(
+        seed=0,
+        acquisition=acquisition,
+        acquisition_kwargs={"beta": 1.0} if acquisition == "ucb" else None,
+    )
+    study = tc.Study(BRANIN_SPACE, sampler=sampler)
+    study.optimize(lambda t: branin(t.config), n_trials=25)
+    assert study.best_value - BRANIN_MIN < 0.5
+
+
+def test_options_are_validated_and_not_mutated() -> None:
+    options = {
+        "acquisition": "ucb",
+        "acquisition_kwargs": {"beta": 3.0},
+        "optimizer_kwargs": {"n_candidates": 128},
+    }
+    sampler = tc.make_sampler("gp", seed=0, options=options)
+    assert isinstance(sampler, GPSampler)
+    assert options == {
+        "acquisition": "ucb",
+        "acquisition_kwargs": {"beta": 3.0},
+        "optimizer_kwargs": {"n_candidates": 128},
+    }
+    with pytest.raises(InvalidParameterError, match="'acquisition' parameter of GPSampler"):
+        GPSampler(acquisition="ei")
+    with pytest.raises(InvalidParameterError, match="'optimizer_kwargs'"):
+        GPSampler(optimizer_kwargs={"bogus": 1})
+    with pytest.raises(InvalidParameterError, match="'n_startup_trials'"):
+        GPSampler(n_startup_trials=0)
+    with pytest.raises(InvalidParameterError, match="'acquisition_kwargs'"):
+        Acquisition(GPModel(*_mixed_data(5), np.zeros(7)), 0.0, "ucb", {"xi": 1.0})
+
+
+def test_encoder_matches_the_space_transform() -> None:
+    from tunecraft.testing.samplers import conformance_space
+
+    space = conformance_space()
+    enc = Encoder(space)
+    rng = np.random.default_rng(0)
+    u = rng.random((200, len(space)))
+    active = enc.active(u)
+    snapped = enc.snap(u)
+    for i in range(len(u)):
+        config = space.from_unit(u[i])
+        assert list(active[i]) == list(space.active_mask(config))
+        exact = space.to_unit(config)
+        np.testing.assert_allclose(snapped[i][active[i]], exact[active[i]], atol=1e-12)
+    f = enc.features(snapped)
+    assert f.cont.shape == (200, len(enc.num_idx))
+    assert ((f.cat[:, : len(enc.cat_idx)] == -1) == ~active[:, enc.cat_idx]).all()
