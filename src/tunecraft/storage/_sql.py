@@ -553,11 +553,7 @@ class SQLStorage(Storage):
                 raise TrialStateError(
                     f"resume_trial: trial {found.number} is {found.state}, not paused."
                 )
-            inter = {
-                int(r.step): float(r.value)
-                for r in conn.execute(q.trial_inter, {"p_tid": trial_id})
-            }
-            return self._record(row, inter)
+            return self._record_of_row(conn, row, trial_id)
 
         return self._run("resume_trial", fn)
 
@@ -642,13 +638,17 @@ class SQLStorage(Storage):
                 raise TrialStateError(
                     f"Trial {found.number} is {found.state}; it cannot become {state.value}."
                 )
-            inter = {
-                int(r.step): float(r.value)
-                for r in conn.execute(q.trial_inter, {"p_tid": trial_id})
-            }
-            return self._record(row, inter)
+            return self._record_of_row(conn, row, trial_id)
 
         return self._run("set_state", fn)
+
+    def _record_of_row(self, conn: Connection, row: Any, trial_id: int) -> FrozenTrial:
+        """The record of a trial row just read, with its intermediate values."""
+        inter = {
+            int(r.step): float(r.value)
+            for r in conn.execute(self._q.trial_inter, {"p_tid": trial_id})
+        }
+        return self._record(row, inter)
 
     @staticmethod
     def _record(r: Any, inter: dict[int, float]) -> FrozenTrial:
@@ -673,11 +673,7 @@ class SQLStorage(Storage):
             row = conn.execute(q.trial, {"p_tid": trial_id}).first()
             if row is None:
                 return None
-            inter = {
-                int(r.step): float(r.value)
-                for r in conn.execute(q.trial_inter, {"p_tid": trial_id})
-            }
-            return self._record(row, inter)
+            return self._record_of_row(conn, row, trial_id)
 
         record = self._run("get_trial", fn, write=False)
         if record is None:
