@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tunecraft.exceptions import InvalidParameterError
+from tunecraft._registry import Registry
 from tunecraft.samplers._auto import AutoSampler
 from tunecraft.samplers._base import History, Sampler
 from tunecraft.samplers._gp import GPSampler
@@ -29,19 +28,19 @@ __all__ = [
     "register_sampler",
 ]
 
-_REGISTRY: dict[str, Callable[..., Sampler]] = {}
+_REGISTRY: Registry[Sampler] = Registry(
+    "sampler", "The 'name' parameter of make_sampler must be one of {known}, got {name}."
+)
 
 
 def register_sampler(name: str, factory: Callable[..., Sampler]) -> None:
     """Make ``make_sampler(name, seed=s, options=o)`` build ``factory(seed=s, **o)``."""
-    if not isinstance(name, str) or not name:
-        raise InvalidParameterError(f"Sampler names must be non-empty str, got {name!r}.")
-    _REGISTRY[name.lower()] = factory
+    _REGISTRY.register(name, factory)
 
 
 def available_samplers() -> list[str]:
     """Names :func:`make_sampler` accepts."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def make_sampler(
@@ -61,24 +60,7 @@ def make_sampler(
         >>> tc.make_sampler("sobol", seed=0)
         SobolSampler(seed=0)
     """
-    if not isinstance(name, str) or name.lower() not in _REGISTRY:
-        raise InvalidParameterError(
-            f"The 'name' parameter of make_sampler must be one of "
-            f"{', '.join(repr(n) for n in available_samplers())}, got {name!r}."
-        )
-    if options is not None and not isinstance(options, Mapping):
-        raise TypeError(
-            f"The 'options' parameter of make_sampler must be a dict, got {options!r}."
-        )
-    kwargs = dict(options or {})
-    factory = _REGISTRY[name.lower()]
-    try:  # an unknown option is bad input; a TypeError raised inside the sampler is its own
-        inspect.signature(factory).bind(seed=seed, **kwargs)
-    except TypeError as exc:
-        raise InvalidParameterError(
-            f"make_sampler({name!r}, options={kwargs!r}): {str(exc).rstrip('.')}."
-        ) from None
-    return factory(seed=seed, **kwargs)
+    return _REGISTRY.make(name, seed=seed, options=options)
 
 
 register_sampler("random", RandomSampler)

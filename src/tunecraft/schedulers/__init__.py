@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tunecraft.exceptions import InvalidParameterError
+from tunecraft._registry import Registry
 from tunecraft.schedulers._base import Decision, Resume, Scheduler
 from tunecraft.schedulers._halving import ASHAScheduler, SuccessiveHalvingScheduler
 from tunecraft.schedulers._hyperband import HyperbandScheduler
@@ -27,35 +27,27 @@ __all__ = [
     "register_scheduler",
 ]
 
-_REGISTRY: dict[str, Callable[..., Scheduler]] = {}
+_REGISTRY: Registry[Scheduler] = Registry(
+    "scheduler",
+    "The 'scheduler' parameter must be None, a Scheduler or one of: {known}; got {name}.",
+)
 
 
 def register_scheduler(name: str, factory: Callable[..., Scheduler]) -> None:
-    """Make ``make_scheduler(name, ...)`` build ``factory(seed=..., **options)``."""
-    if not isinstance(name, str) or not name:
-        raise InvalidParameterError(f"Scheduler names must be non-empty str, got {name!r}.")
-    _REGISTRY[name.lower()] = factory
+    """Make ``make_scheduler(name, seed=s, options=o)`` build ``factory(seed=s, **o)``."""
+    _REGISTRY.register(name, factory)
 
 
 def available_schedulers() -> list[str]:
     """Names :func:`make_scheduler` accepts."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def make_scheduler(
     name: str, *, seed: int | None = None, options: Mapping[str, Any] | None = None
 ) -> Scheduler:
     """Build a scheduler by name (``options`` are its keyword arguments, not mutated)."""
-    if not isinstance(name, str) or name.lower() not in _REGISTRY:
-        known = ", ".join(repr(n) for n in available_schedulers()) or "none registered yet"
-        raise InvalidParameterError(
-            f"The 'scheduler' parameter must be None, a Scheduler or one of: {known}; "
-            f"got {name!r}."
-        )
-    try:
-        return _REGISTRY[name.lower()](seed=seed, **dict(options or {}))
-    except TypeError as exc:
-        raise InvalidParameterError(f"make_scheduler({name!r}): {exc}.") from None
+    return _REGISTRY.make(name, seed=seed, options=options)
 
 
 register_scheduler("median", MedianScheduler)
