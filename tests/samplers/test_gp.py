@@ -277,3 +277,24 @@ def test_encoder_matches_the_space_transform() -> None:
     f = enc.features(snapped)
     assert f.cont.shape == (200, len(enc.num_idx))
     assert ((f.cat[:, : len(enc.cat_idx)] == -1) == ~active[:, enc.cat_idx]).all()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"acquisition_kwargs": {"zzz": 1}}, InvalidParameterError, r"takes \['xi'\]"),
+        (
+            {"acquisition": "ucb", "acquisition_kwargs": {"beta": -1}},
+            InvalidParameterError,
+            "beta",
+        ),
+        ({"acquisition_kwargs": {"xi": "big"}}, InvalidParameterError, "xi"),
+        ({"acquisition_kwargs": [("xi", 0.1)]}, TypeError, "must be a dict"),
+        ({"acquisition": "ei"}, InvalidParameterError, "'acquisition' parameter"),
+    ],
+)
+def test_bad_acquisition_options_fail_at_construction(
+    options: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        tc.make_sampler("gp", seed=0, options=options)

@@ -18,7 +18,7 @@ import numpy as np
 from tunecraft.exceptions import InvalidParameterError
 from tunecraft.samplers._gp.fit import GPModel
 
-__all__ = ["ACQUISITIONS", "Acquisition", "log_ei", "log_h"]
+__all__ = ["ACQUISITIONS", "Acquisition", "check_acquisition", "log_ei", "log_h"]
 
 ACQUISITIONS = ("log_ei", "ucb", "pi")
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -55,6 +55,40 @@ def log_ei(mu: np.ndarray, sigma: np.ndarray, best: float) -> np.ndarray:
     return np.log(sigma) + log_h((best - np.asarray(mu, dtype=float)) / sigma)
 
 
+def check_acquisition(kind: str, kwargs: Mapping[str, Any] | None) -> tuple[float, float]:
+    """Validate an acquisition name and its options; return ``(beta, xi)``.
+
+    GPSampler calls it at construction so a bad option fails there, not at the first
+    model-based suggestion.
+    """
+    if kind not in ACQUISITIONS:
+        raise InvalidParameterError(
+            f"The 'acquisition' parameter of GPSampler must be one of {ACQUISITIONS}, "
+            f"got {kind!r}."
+        )
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise TypeError(
+            f"The 'acquisition_kwargs' parameter of GPSampler must be a dict, got {kwargs!r}."
+        )
+    options = dict(kwargs or {})
+    allowed = {"ucb": {"beta"}, "log_ei": {"xi"}, "pi": {"xi"}}[kind]
+    unknown = set(options) - allowed
+    if unknown:
+        raise InvalidParameterError(
+            f"The 'acquisition_kwargs' parameter of GPSampler takes {sorted(allowed)} for "
+            f"{kind!r}, got {sorted(unknown)}."
+        )
+    values = {"beta": options.get("beta", 2.0), "xi": options.get("xi", 0.0)}
+    for key, value in values.items():
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value < 0:
+            raise InvalidParameterError(
+                f"acquisition_kwargs[{key!r}] of GPSampler must be a finite number >= 0, "
+                f"got {value!r}."
+            )
+    return float(values["beta"]), float(values["xi"])
+
+
 class Acquisition:
     """An acquisition function of a fitted :class:`GPModel` (higher is better).
 
@@ -74,25 +108,7 @@ class Acquisition:
         kind: str = "log_ei",
         kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        if kind not in ACQUISITIONS:
-            raise InvalidParameterError(
-                f"The 'acquisition' parameter of GPSampler must be one of {ACQUISITIONS}, "
-                f"got {kind!r}."
-            )
-        options = dict(kwargs or {})
-        allowed = {"ucb": {"beta"}, "log_ei": {"xi"}, "pi": {"xi"}}[kind]
-        unknown = set(options) - allowed
-        if unknown:
-            raise InvalidParameterError(
-                f"The 'acquisition_kwargs' parameter of GPSampler takes {sorted(allowed)} for "
-                f"{kind!r}, got {sorted(unknown)}."
-            )
-        self.beta = float(options.get("beta", 2.0))
-        self.xi = float(options.get("xi", 0.0))
-        if not (self.beta >= 0 and math.isfinite(self.beta)):
-            raise InvalidParameterError(
-                f"acquisition_kwargs['beta'] must be a finite number >= 0, got {self.beta!r}."
-            )
+        self.beta, self.xi = check_acquisition(kind, kwargs)
         self.model, self.best, self.kind = model, float(best), kind
 
     def __call__(self, cont: np.ndarray, cat: np.ndarray) -> np.ndarray:

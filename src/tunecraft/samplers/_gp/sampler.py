@@ -13,7 +13,7 @@ from tunecraft._validation import check_int
 from tunecraft.exceptions import InvalidParameterError
 from tunecraft.samplers._base import History, Sampler
 from tunecraft.samplers._encoding import Encoder
-from tunecraft.samplers._gp.acquisition import ACQUISITIONS, Acquisition
+from tunecraft.samplers._gp.acquisition import Acquisition, check_acquisition
 from tunecraft.samplers._gp.fit import GPModel, fit_gp, warp_outputs
 from tunecraft.samplers._gp.optimize import _key, maximize_acquisition
 from tunecraft.samplers._sobol import SobolSampler
@@ -121,17 +121,8 @@ class GPSampler(Sampler):
         self.n_startup_trials = check_int(
             n_startup_trials, "n_startup_trials", "GPSampler", low=1, allow_none=True
         )
-        if acquisition not in ACQUISITIONS:
-            raise InvalidParameterError(
-                f"The 'acquisition' parameter of GPSampler must be one of {ACQUISITIONS}, "
-                f"got {acquisition!r}."
-            )
+        check_acquisition(acquisition, acquisition_kwargs)
         self.acquisition = acquisition
-        if acquisition_kwargs is not None and not isinstance(acquisition_kwargs, Mapping):
-            raise TypeError(
-                "The 'acquisition_kwargs' parameter of GPSampler must be a dict, "
-                f"got {acquisition_kwargs!r}."
-            )
         self.acquisition_kwargs = dict(acquisition_kwargs or {})
         self.optimizer_kwargs = _check_options(
             optimizer_kwargs, _OPTIMIZER_KEYS, "optimizer_kwargs"
