@@ -15,7 +15,6 @@ points.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -178,13 +177,3 @@ class Encoder:
         """The config of one point (inactive coordinates ignored)."""
         u = np.where(np.isnan(u), 0.5, np.clip(u, 0.0, 1.0))
         return self.space.from_unit(u)
-
-
-def n_combinations(space: Space) -> float:
-    """Number of distinct configs (``inf`` with any float parameter)."""
-    total = 1.0
-    for name in space.names:
-        total *= space[name].n_values
-        if math.isinf(total):
-            break
-    return total

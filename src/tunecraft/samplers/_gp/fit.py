@@ -11,8 +11,6 @@ never moved that parameter again: a local optimum on Hartmann-3 and Hartmann-6).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
@@ -284,14 +282,3 @@ class GPModel:
         model, which for noisy objectives is less optimistic than the best raw value."""
         mu, _ = self.predict(self.cont, self.cat)
         return float(mu.min())
-
-
-def describe(theta: np.ndarray, n_cont: int, n_cat: int) -> Mapping[str, Any]:
-    """The hyperparameters as a readable dict (for logs and tests)."""
-    h = Hyper.from_theta(theta, n_cont, n_cat)
-    return {
-        "lengthscales": h.lengthscales.tolist(),
-        "weights": h.weights.tolist(),
-        "signal": h.signal,
-        "noise": h.noise,
-    }
