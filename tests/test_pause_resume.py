@@ -249,3 +249,11 @@ def test_worker_processes_share_promotions_through_sqlite(tmp_path: Path) -> Non
         assert sorted(t.intermediate) == list(range(1, (t.last_step or 0) + 1))
     assert any(t.state is TrialState.COMPLETE for t in trials)
     assert len({t.user_attrs.get(CHECKPOINT_ATTR) for t in trials}) == len(trials)
+
+
+def test_save_checkpoint_of_an_unpicklable_state_is_a_type_error(tmp_path: Path) -> None:
+    study = tc.Study({"x": tc.uniform(0, 1)}, artifact_dir=tmp_path)
+    trial = study.ask()
+    with pytest.raises(TypeError, match=r"'state' parameter of Trial\.save_checkpoint"):
+        trial.save_checkpoint({"fn": lambda: 1})
+    assert trial.load_checkpoint(default="none") == "none"  # nothing half-written

@@ -403,7 +403,13 @@ class Study:
 
     def _save_checkpoint(self, trial: Trial, state: Any) -> str:
         path = self._checkpoint_path(trial.number)
-        payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise TypeError(
+                f"The 'state' parameter of Trial.save_checkpoint must be picklable (a dict of "
+                f"tensors, arrays and numbers is), got {type(state).__name__}: {exc}"
+            ) from None
         _atomic_write(path, payload)
         if trial._record.user_attrs.get(CHECKPOINT_ATTR) != path:
             self._set_user_attr(trial, CHECKPOINT_ATTR, path)
