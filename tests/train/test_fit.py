@@ -124,6 +124,39 @@ def test_gradient_clipping(mode: str) -> None:
     assert max(norms) <= 1e-3 * (1 + 1e-4)
 
 
+def test_gradient_clipping_covers_a_group_added_mid_run() -> None:
+    train, _ = make_data()
+    model = make_model()
+    params = list(model.parameters())
+    opt = torch.optim.SGD(params[:1], lr=0.0)
+    late: list[float] = []
+    original_step = opt.step
+
+    class AddRest(Callback):
+        def on_epoch_start(self, state: FitState) -> None:
+            if state.epoch == 1:
+                state.optimizer.add_param_group({"params": params[1:]})
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        if len(opt.param_groups) == 2:
+            late.append(max(float(p.grad.abs().max()) for p in params[1:] if p.grad is not None))
+        return original_step(*args, **kwargs)
+
+    opt.step = spy  # type: ignore[method-assign]
+    fit(
+        model,
+        train,
+        loss_fn=F.cross_entropy,
+        optimizer=opt,
+        epochs=2,
+        grad_clip=1e-3,
+        grad_clip_mode="value",
+        callbacks=[AddRest()],
+        device="cpu",
+    )
+    assert late and max(late) <= 1e-3 * (1 + 1e-4)
+
+
 def test_bf16_autocast_on_cpu_trains() -> None:
     train, val = make_data()
     result = fit(

@@ -274,7 +274,6 @@ def fit(
         cb.on_fit_start(state)
 
     epoch = start_epoch
-    params = [p for group in opt.param_groups for p in group["params"]]
     while (epochs is None or epoch < epochs) and (steps is None or state.step < steps):
         state.epoch = epoch
         model.train()
@@ -303,6 +302,8 @@ def fit(
             if grad_clip is not None:
                 if scaler is not None:
                     scaler.unscale_(opt)
+                # Read the groups on every step: a callback may add one mid-run.
+                params = [p for group in opt.param_groups for p in group["params"]]
                 if grad_clip_mode == "norm":
                     torch.nn.utils.clip_grad_norm_(params, grad_clip)
                 else:
