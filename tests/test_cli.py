@@ -558,3 +558,98 @@ def test_debug_env_shows_the_traceback(
     monkeypatch.setenv("TUNECRAFT_DEBUG", "1")
     with pytest.raises(ValueError, match="does not exist"):
         main(["run", "nowhere.yaml"])
+
+
+# -- tunecraft tune: the budgeted pipeline -----------------------------------------------------
+PIPELINE_OBJECTIVE = """
+    def objective(trial):
+        c = trial.config
+        base = (c["x"] - 0.6) ** 2 + 0.1 * c["y"]
+        value = base
+        for epoch in range(1, int(trial.budget) + 1):
+            value = base + 1.0 / epoch + 0.001 * (trial.seed or 0)
+            trial.report(value, step=epoch)
+        return value + (0.05 if trial.split == "holdout" else 0.0)
+"""
+
+
+def write_tune_config(folder: Path, module: str, **overrides: object) -> Path:
+    data: dict[str, object] = {
+        "objective": f"{module}:objective",
+        "space": {"x": "uniform(0, 1)", "y": "uniform(0, 1)"},
+        "budget": "10 trials",
+        "max_fidelity": 4,
+        "holdout": {"finalists": 2, "seeds": 1},
+        "seed": 0,
+    }
+    data.update(overrides)
+    data = {k: v for k, v in data.items() if v is not None}
+    path = folder / "pipe.yaml"
+    path.write_text(json.dumps(data), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def test_tune_prints_the_plan_phases_and_validation_then_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = write_objective_module(tmp_path, PIPELINE_OBJECTIVE)
+    config = write_tune_config(tmp_path, module)
+    status, out, err = run_main(capsys, "tune", str(config))
+    assert status == 0, err
+    text = joined(out)
+    assert out.index("Plan: 40 epochs") < out.index("explore:")  # the plan comes first
+    for fragment in ("explore", "refine", "validate", "Final validation on the holdout"):
+        assert fragment in text
+    assert "Holdout score" in text and "Best config" in text
+    validate = tc.load_study("pipe.validate", storage="sqlite:///tunecraft.db").trials
+    assert len(validate) == 2 and {t.split for t in validate} == {"holdout"}
+    # Again: nothing new runs, the stored result is printed.
+    status, out, err = run_main(capsys, "tune", str(config), "--quiet")
+    assert status == 0, err
+    assert "Continuing" not in out and "Holdout score" in joined(out)
+    assert len(tc.load_study("pipe.validate", storage="sqlite:///tunecraft.db").trials) == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        ({"budget": None}, ("'budget' key is required",)),
+        ({"max_fidelity": None}, ("'max_fidelity' key is required",)),
+        ({"budget": "3 parsecs"}, ("'budget'", "unknown unit")),
+        ({"budget": 2}, ("too small", "would suffice")),
+        ({"max_fidelity": "long"}, ("'max_fidelity' must be a number",)),
+        ({"shares": {"explore": 0.5, "refine": 0.5, "validate": 0.5}}, ("'shares'", "sum to 1")),
+        ({"holdout": {"finalists": 2, "folds": 3}}, ("unknown key 'holdout.folds'",)),
+        ({"holdout": {"seeds": 0}}, ("'seeds' must be an int >= 1",)),
+        ({"prior": [3]}, ("'prior' must be a study name",)),
+        ({"lr_scaling": "cubic"}, ("'lr_scaling' must be 'linear' or 'sqrt'",)),
+        ({"defaults": "yes"}, ("'defaults' must be true or false",)),
+        ({"n_trials": 5}, ("unknown key 'n_trials'",)),
+        ({"scheduler": {"name": "asha", "rungs": 3}}, ("unknown key 'scheduler.rungs'",)),
+        ({"objective": "nosuchmodule_xyz:objective"}, ("no module named 'nosuchmodule_xyz'",)),
+    ],
+)
+def test_tune_bad_config_is_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    overrides: dict[str, object],
+    fragments: tuple[str, ...],
+) -> None:
+    module = write_objective_module(tmp_path, PIPELINE_OBJECTIVE)
+    config = write_tune_config(tmp_path, module, **overrides)
+    status, _, err = run_main(capsys, "tune", str(config))
+    assert status == 1
+    assert_one_error_line(err, *fragments)
+
+
+def test_tune_missing_file_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run_main(capsys, "tune", "nope.yaml")
+    assert status == 1
+    assert_one_error_line(err, "nope.yaml", "does not exist")
+
+
+def test_tune_example_config_is_valid() -> None:
+    from tunecraft.cli import load_tune_config
+
+    config = load_tune_config(EXAMPLES / "pipeline_toy.yaml")
+    assert config["budget"] == "40 trials" and config["max_fidelity"] == 20

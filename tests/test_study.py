@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -525,3 +526,75 @@ def test_non_callable_objective_is_a_type_error() -> None:
         TypeError, match=r"'objective' parameter of Study.optimize must be callable"
     ):
         study.optimize(3.0, n_trials=1)  # type: ignore[arg-type]
+
+
+# -- add_trial and enqueue with attributes -----------------------------------------------------
+def test_add_trial_records_a_finished_trial_the_sampler_learns_from() -> None:
+    study = tc.Study({"x": tc.uniform(0, 1)}, seed=0)
+    record = study.add_trial(
+        {"x": 0.25}, 0.5, intermediate={1: 0.9, 2: 0.5}, user_attrs={"source": "old"}
+    )
+    assert (record.number, record.state, record.value) == (0, TrialState.COMPLETE, 0.5)
+    assert record.intermediate == {1: 0.9, 2: 0.5} and record.user_attrs == {"source": "old"}
+    assert study.best_config == {"x": 0.25}
+    pruned = study.add_trial({"x": 0.75}, intermediate={1: 2.0}, state="pruned")
+    assert pruned.state is TrialState.PRUNED and pruned.value == 2.0
+    failed = study.add_trial({"x": 0.5}, state="failed")
+    assert failed.state is TrialState.FAILED and failed.value is None
+    assert len(study.history().complete) == 1
+    trial = study.ask()  # the next trial numbers on
+    assert trial.number == 3
+
+
+def test_add_trial_survives_a_reload(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    study = tc.Study({"x": tc.uniform(0, 1)}, storage=url, name="a")
+    study.add_trial({"x": 0.1}, 1.0, intermediate={3: 1.5}, user_attrs={"tc.seed": 4})
+    again = tc.load_study("a", storage=url)
+    assert again.trials[0].intermediate == {3: 1.5} and again.trials[0].seed == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "exc", "pattern"),
+    [
+        (({"x": 2.0}, 1.0), {}, ValueError, "outside|x"),
+        (({"x": 0.5}, None), {}, ValueError, "None"),
+        (({"x": 0.5}, float("nan")), {}, ValueError, "nan"),
+        (({"x": 0.5}, 1.0), {"state": "running"}, ValueError, "'state' parameter"),
+        (({"x": 0.5}, 1.0), {"intermediate": {-1: 0.3}}, ValueError, "intermediate"),
+        (({"x": 0.5}, 1.0), {"user_attrs": {"": 1}}, TypeError, "user_attrs"),
+        (("x=0.5", 1.0), {}, TypeError, "config"),
+    ],
+)
+def test_bad_add_trial_is_rejected(
+    args: tuple[Any, ...], kwargs: dict[str, Any], exc: type[Exception], pattern: str
+) -> None:
+    study = tc.Study({"x": tc.uniform(0, 1)})
+    with pytest.raises(exc, match=pattern):
+        study.add_trial(*args, **kwargs)
+    assert study.trials == []
+
+
+def test_enqueue_with_user_attrs_sets_seed_budget_phase_and_split() -> None:
+    study = tc.Study({"x": tc.uniform(0, 1)})
+    study.enqueue(
+        {"x": 0.5},
+        user_attrs={"tc.seed": 7, "tc.budget": 12, "tc.phase": "validate", "tc.split": "holdout"},
+    )
+    trial = study.ask()
+    assert (trial.seed, trial.budget, trial.phase, trial.split) == (7, 12, "validate", "holdout")
+    fresh = study.ask()  # nothing set: the defaults
+    assert (fresh.seed, fresh.budget, fresh.phase, fresh.split) == (None, None, None, "validation")
+
+
+def test_trial_defaults_and_derived_config_apply_to_new_trials_only_once() -> None:
+    study = tc.Study({"x": tc.uniform(0, 1)}, seed=0)
+    study._trial_attrs = {"tc.budget": 3, "tc.seed": 0}
+    study._derive = lambda c: {**c, "y": 2 * c["x"]}
+    study.enqueue({"x": 0.5}, user_attrs={"tc.seed": 9})
+    queued, new = study.ask(), study.ask()
+    assert (queued.seed, queued.budget) == (9, 3)  # the enqueued seed wins
+    assert queued.config == {"x": 0.5, "y": 1.0} and queued.sampled_config == {"x": 0.5}
+    assert new.config["y"] == 2 * new.sampled_config["x"]
+    study.tell(queued, 1.0)
+    assert study.trials[0].run_config == {"x": 0.5, "y": 1.0}

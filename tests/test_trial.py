@@ -135,3 +135,52 @@ def test_user_attrs_are_stored(study: tc.Study) -> None:
         trial.set_user_attr("", 1)
     with pytest.raises(TrialStateError):
         trial.set_user_attr("late", 1)  # the trial is finished
+
+
+def test_report_with_a_training_value_keeps_the_training_curve() -> None:
+    study = tc.Study({"x": tc.uniform(0, 1)})
+    trial = study.ask()
+    trial.report(0.9, step=1, train=0.8)
+    trial.report(0.7, step=2)
+    trial.report(0.6, step=3, train=0.4)
+    study.tell(trial, 0.6)
+    record = study.trials[0]
+    assert record.intermediate == {1: 0.9, 2: 0.7, 3: 0.6}
+    assert record.train_intermediate == {1: 0.8, 3: 0.4}
+    with pytest.raises(InvalidParameterError, match="train"):
+        study.ask().report(0.5, step=1, train=float("nan"))
+
+
+def test_frozen_trial_reads_budget_seed_phase_split_from_attributes() -> None:
+    attrs = {"tc.budget": 0.25, "tc.seed": 3, "tc.phase": "explore", "tc.split": "holdout"}
+    t = FrozenTrial(number=0, state=TrialState.COMPLETE, config={"x": 1}, user_attrs=attrs)
+    assert (t.budget, t.seed, t.phase, t.split) == (0.25, 3, "explore", "holdout")
+    bare = FrozenTrial(number=0, state=TrialState.COMPLETE, config={"x": 1})
+    assert (bare.budget, bare.seed, bare.phase, bare.split) == (None, None, None, "validation")
+    assert bare.run_config == {"x": 1} and bare.train_intermediate == {}
+    odd = FrozenTrial(
+        number=0,
+        state=TrialState.COMPLETE,
+        config={},
+        user_attrs={"tc.seed": True, "tc.budget": "9"},
+    )
+    assert (odd.seed, odd.budget) == (None, None)
+
+
+def test_a_resumed_trial_budget_is_the_scheduler_target() -> None:
+    from tunecraft.schedulers import ASHAScheduler
+
+    study = tc.Study(
+        {"x": tc.uniform(0, 1)},
+        scheduler=ASHAScheduler(max_resource=4, reduction_factor=2, variant="promotion"),
+    )
+    study._trial_attrs = {"tc.budget": 4}
+    a = study.ask()
+    assert a.budget == 4  # what the study assigned
+    a.report(0.5, step=1)
+    study.tell(a, 0.5)
+    b = study.ask()
+    b.report(0.9, step=1)
+    study.tell(b, 0.9)
+    resumed = study.ask()
+    assert resumed.resumed and resumed.budget == 2  # the scheduler's next rung

@@ -7,6 +7,7 @@
                    [--no-progress]
     tunecraft run CONFIG.yaml [--n-trials N] [--n-jobs J] [--storage URL] [--study NAME]
                    [--no-progress]
+    tunecraft tune CONFIG.yaml [--storage URL] [--study NAME] [--quiet]
     tunecraft studies [--storage URL]
     tunecraft trials NAME [--storage URL] [--top K]
     tunecraft best NAME [--storage URL] [--json]
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from tunecraft.study import Study
     from tunecraft.trial import FrozenTrial
 
-__all__ = ["CONFIG_KEYS", "ConfigError", "load_config", "main"]
+__all__ = ["CONFIG_KEYS", "TUNE_KEYS", "ConfigError", "load_config", "load_tune_config", "main"]
 
 PROG = "tunecraft"
 DEFAULT_STORAGE = "sqlite:///tunecraft.db"
@@ -57,6 +58,26 @@ CONFIG_KEYS: dict[str, str] = {
     "scheduler": "a name or {name, options} (default: none)",
     "storage": f"a storage URL (default '{DEFAULT_STORAGE}')",
     "study": "the study's name (default: the config file's name)",
+}
+#: The keys a ``tunecraft tune`` config file may hold (the budgeted pipeline).
+TUNE_KEYS: dict[str, str] = {
+    "objective": "'module:function' reading trial.budget, trial.seed, trial.split (required)",
+    "space": "{name: domain} such as 'log-uniform(1e-5, 1e-2)' (required)",
+    "budget": "fidelity units (800), full-length trials ('40 trials') or time ('2h') (required)",
+    "max_fidelity": "the length of a full run in the fidelity unit, e.g. 20 epochs (required)",
+    "min_fidelity": "the shortest run worth doing (default 1)",
+    "unit": "the fidelity unit's name (default 'epochs')",
+    "direction": "'minimize' (default) or 'maximize'",
+    "shares": "{explore: 0.1, refine: 0.3, validate: 0.6} (the default)",
+    "holdout": "{finalists: K, seeds: S}: the final validation (default: up to 5, 3 seeds)",
+    "prior": "names of earlier studies in the storage to start from",
+    "defaults": "start from the shipped defaults table (default true)",
+    "lr_scaling": "'linear' or 'sqrt': search lr at a reference batch size",
+    "scheduler": "the refine phase's scheduler: a name or {name, options}",
+    "timeout": "wall-clock seconds for the whole pipeline",
+    "seed": "seeds the samplers (default 0)",
+    "storage": f"a storage URL (default '{DEFAULT_STORAGE}')",
+    "study": "the pipeline's name (default: the config file's name)",
 }
 _COMPONENT_KEYS = {
     "sampler": ("name", "seed", "options"),
@@ -103,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         if args.command is None:
             raise _UsageError(
-                "choose a command: demo, run, studies, trials or best (see 'tunecraft --help')"
+                "choose a command: demo, run, tune, studies, trials or best "
+                "(see 'tunecraft --help')"
             )
         status: int = args.handler(args)
         return status
@@ -205,6 +227,23 @@ def _build_parser() -> _Parser:
     run.add_argument("--study", default=None, metavar="NAME", help="overrides the config's")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(handler=_cmd_run)
+
+    tune = sub.add_parser(
+        "tune",
+        help="run the budgeted pipeline a YAML config describes",
+        description=(
+            "Run the budgeted pipeline (transfer, explore, refine, validate on a holdout) "
+            "described by a YAML file: print the plan, each phase, the validation table. "
+            "Running it again continues a pipeline that stopped. Keys: "
+            + "; ".join(f"{k}: {v}" for k, v in TUNE_KEYS.items())
+            + "."
+        ),
+    )
+    tune.add_argument("config", metavar="CONFIG.yaml")
+    tune.add_argument("--storage", metavar="URL", default=None, help="overrides the config's")
+    tune.add_argument("--study", default=None, metavar="NAME", help="overrides the config's")
+    tune.add_argument("--quiet", action="store_true", help="print only the final tables")
+    tune.set_defaults(handler=_cmd_tune)
 
     studies = sub.add_parser("studies", help="list the studies in a storage")
     storage_option(studies)
@@ -338,6 +377,69 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"The {shown} best of {len(trials)} trials; "
             f"'tunecraft trials {_quote(name)}{_storage_flag(storage)}' lists them all."
         )
+    return EXIT_OK
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from tunecraft.strategy import BudgetedSearch
+
+    path = Path(args.config)
+    config = load_tune_config(path)
+    objective = import_objective(config["objective"], search=[path.resolve().parent, Path.cwd()])
+    storage = args.storage or config.get("storage", DEFAULT_STORAGE)
+    name = args.study or config.get("study") or path.stem
+    console = _console()
+    _, scheduler = _components({"scheduler": config.get("scheduler"), "seed": config.get("seed")})
+    holdout = config.get("holdout") or {}
+
+    status = console.status("", spinner="dots") if not args.quiet else None
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            console.print(_text(text), soft_wrap=True)
+
+    def progress(phase: str, record: Any) -> None:
+        if status is not None:
+            value = "-" if record.value is None else f"{record.value:.4g}"
+            status.update(_text(f"{phase}: run #{record.number} {record.state.value}, {value}"))
+
+    search = BudgetedSearch(
+        objective,
+        config["space"],
+        budget=config["budget"],
+        max_fidelity=config["max_fidelity"],
+        min_fidelity=config.get("min_fidelity"),
+        unit=config.get("unit", "epochs"),
+        direction=config.get("direction", "minimize"),
+        storage=storage,
+        name=name,
+        seed=config.get("seed", 0),
+        prior=config.get("prior"),
+        defaults=config.get("defaults", True),
+        lr_scaling=config.get("lr_scaling"),
+        shares=config.get("shares"),
+        n_finalists=holdout.get("finalists"),
+        n_seeds=holdout.get("seeds", 3),
+        scheduler=scheduler,
+        timeout=config.get("timeout"),
+        verbose=say,
+        on_trial=progress,
+    )
+    say(f"Pipeline '{name}' in {storage}.")
+    if status is None:
+        result = search.run()
+    else:
+        with status:  # one transient line for the run in flight; the phases are printed
+            result = search.run()
+    console.print(_text(result.summary()), soft_wrap=True)
+    console.print(
+        _text(
+            f"Stored in {storage}: studies {', '.join(result.studies.values())}. Running the "
+            "same command again continues or re-reads it."
+        ),
+        style="dim",
+        soft_wrap=True,
+    )
     return EXIT_OK
 
 
@@ -484,9 +586,24 @@ def load_config(path: str | Path) -> dict[str, Any]:
         ConfigError: The file cannot be read, is not YAML, has an unknown key or a bad value.
             The message names the file and the key.
     """
+    path = Path(path)
+    return _check_config(_read_yaml(path, CONFIG_KEYS), str(path))
+
+
+def load_tune_config(path: str | Path) -> dict[str, Any]:
+    """Read and check a ``tunecraft tune`` YAML config (see :data:`TUNE_KEYS`).
+
+    Raises:
+        ConfigError: The file cannot be read, is not YAML, has an unknown key or a bad value.
+            The message names the file and the key.
+    """
+    path = Path(path)
+    return _check_tune_config(_read_yaml(path, TUNE_KEYS), str(path))
+
+
+def _read_yaml(path: Path, keys: Mapping[str, str]) -> dict[str, Any]:
     import yaml
 
-    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -502,41 +619,14 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid YAML{at}: {problem}.") from None
     if not isinstance(data, Mapping):
         raise ConfigError(
-            f"{path}: a config must be a mapping with keys {_allowed(CONFIG_KEYS)}; "
+            f"{path}: a config must be a mapping with keys {_allowed(keys)}; "
             f"got {type(data).__name__}."
         )
-    return _check_config(dict(data), str(path))
+    return dict(data)
 
 
 def _check_config(data: dict[str, Any], where: str) -> dict[str, Any]:
-    from tunecraft.space import Space
-
-    for key in data:
-        if key not in CONFIG_KEYS:
-            raise ConfigError(
-                f"{where}: unknown key '{key}'; allowed keys are {_allowed(CONFIG_KEYS)}."
-            )
-    for key in ("objective", "space"):
-        if data.get(key) is None:
-            raise ConfigError(f"{where}: the '{key}' key is required ({CONFIG_KEYS[key]}).")
-    objective = data["objective"]
-    if (
-        not isinstance(objective, str)
-        or objective.count(":") != 1
-        or not all(part.strip() for part in objective.split(":"))
-    ):
-        raise ConfigError(
-            f"{where}: 'objective' must be written 'module:function', got {objective!r}."
-        )
-    _check_flow_commas(data["space"], where)
-    try:
-        data["space"] = Space.from_dict(data["space"])
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: 'space': {_one_line(exc)}") from None
-    if data.get("direction", "minimize") not in ("minimize", "maximize"):
-        raise ConfigError(
-            f"{where}: 'direction' must be 'minimize' or 'maximize', got {data['direction']!r}."
-        )
+    _check_common(data, where, CONFIG_KEYS)
     _check_number(data, "n_trials", where, integer=True, low=1)
     _check_number(data, "timeout", where, integer=False, low=0)
     _check_number(data, "seed", where, integer=True, low=0)
@@ -546,9 +636,6 @@ def _check_config(data: dict[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: 'n_jobs' must be -1 or an int >= 1, got {jobs!r}.")
     if data.get("n_trials") is None and data.get("timeout") is None:
         raise ConfigError(f"{where}: give 'n_trials' (or 'timeout') to bound the study.")
-    for key in ("storage", "study"):
-        if key in data and (not isinstance(data[key], str) or not data[key].strip()):
-            raise ConfigError(f"{where}: '{key}' must be a non-empty string, got {data[key]!r}.")
     for key, allowed in _COMPONENT_KEYS.items():
         value = data.get(key)
         if value is None or isinstance(value, str):
@@ -571,6 +658,114 @@ def _check_config(data: dict[str, Any], where: str) -> dict[str, Any]:
             _check_number(dict(value), "seed", f"{where}: '{key}'", integer=True, low=0)
             if "seed" in data:
                 raise ConfigError(f"{where}: give the seed once, as 'seed' or '{key}.seed'.")
+    return data
+
+
+def _check_common(data: dict[str, Any], where: str, keys: Mapping[str, str]) -> None:
+    """The checks ``run`` and ``tune`` configs share: keys, objective, space, direction."""
+    from tunecraft.space import Space
+
+    for key in data:
+        if key not in keys:
+            raise ConfigError(f"{where}: unknown key '{key}'; allowed keys are {_allowed(keys)}.")
+    for key in ("objective", "space"):
+        if data.get(key) is None:
+            raise ConfigError(f"{where}: the '{key}' key is required ({keys[key]}).")
+    objective = data["objective"]
+    if (
+        not isinstance(objective, str)
+        or objective.count(":") != 1
+        or not all(part.strip() for part in objective.split(":"))
+    ):
+        raise ConfigError(
+            f"{where}: 'objective' must be written 'module:function', got {objective!r}."
+        )
+    _check_flow_commas(data["space"], where)
+    try:
+        data["space"] = Space.from_dict(data["space"])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: 'space': {_one_line(exc)}") from None
+    if data.get("direction", "minimize") not in ("minimize", "maximize"):
+        raise ConfigError(
+            f"{where}: 'direction' must be 'minimize' or 'maximize', got {data['direction']!r}."
+        )
+    for key in ("storage", "study"):
+        if key in data and (not isinstance(data[key], str) or not data[key].strip()):
+            raise ConfigError(f"{where}: '{key}' must be a non-empty string, got {data[key]!r}.")
+
+
+def _check_tune_config(data: dict[str, Any], where: str) -> dict[str, Any]:
+    from tunecraft.strategy import Budget
+    from tunecraft.strategy._plan import check_shares
+
+    _check_common(data, where, TUNE_KEYS)
+    for key in ("budget", "max_fidelity"):
+        if data.get(key) is None:
+            raise ConfigError(f"{where}: the '{key}' key is required ({TUNE_KEYS[key]}).")
+    unit = data.get("unit", "epochs")
+    if not isinstance(unit, str) or not unit.strip():
+        raise ConfigError(f"{where}: 'unit' must be a word such as 'epochs', got {unit!r}.")
+    try:
+        Budget.parse(data["budget"], unit=unit)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: 'budget': {_one_line(exc)}") from None
+    fid = data["max_fidelity"]
+    if not _is_number(fid) or not math.isfinite(fid) or fid <= 0:
+        raise ConfigError(f"{where}: 'max_fidelity' must be a number > 0, got {fid!r}.")
+    if data.get("min_fidelity") is not None:
+        _check_number(
+            data, "min_fidelity", where, integer=_is_int(fid), low=1 if _is_int(fid) else 0
+        )
+    _check_number(data, "timeout", where, integer=False, low=0)
+    _check_number(data, "seed", where, integer=True, low=0)
+    if "shares" in data:
+        try:
+            check_shares(data["shares"])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}: 'shares': {_one_line(exc)}") from None
+    holdout = data.get("holdout")
+    if holdout is not None:
+        if not isinstance(holdout, Mapping):
+            raise ConfigError(
+                f"{where}: 'holdout' must be a mapping with keys 'finalists', 'seeds'; "
+                f"got {holdout!r}."
+            )
+        for sub in holdout:
+            if sub not in ("finalists", "seeds"):
+                raise ConfigError(
+                    f"{where}: unknown key 'holdout.{sub}'; allowed keys are 'finalists', 'seeds'."
+                )
+            _check_number(holdout, sub, f"{where}: 'holdout'", integer=True, low=1)
+    prior = data.get("prior")
+    if prior is not None:
+        names = [prior] if isinstance(prior, str) else prior
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(
+                f"{where}: 'prior' must be a study name or a list of names, got {prior!r}."
+            )
+        data["prior"] = names
+    if not isinstance(data.get("defaults", True), bool):
+        raise ConfigError(f"{where}: 'defaults' must be true or false, got {data['defaults']!r}.")
+    if data.get("lr_scaling") not in (None, "linear", "sqrt"):
+        raise ConfigError(
+            f"{where}: 'lr_scaling' must be 'linear' or 'sqrt', got {data['lr_scaling']!r}."
+        )
+    value = data.get("scheduler")
+    if value is not None and not isinstance(value, str):
+        if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
+            raise ConfigError(
+                f"{where}: 'scheduler' must be a name or a mapping with keys 'name', 'options'; "
+                f"got {value!r}."
+            )
+        for sub in value:
+            if sub not in ("name", "options"):
+                raise ConfigError(
+                    f"{where}: unknown key 'scheduler.{sub}'; allowed keys are 'name', 'options'."
+                )
+        if value.get("options") is not None and not isinstance(value["options"], Mapping):
+            raise ConfigError(
+                f"{where}: 'scheduler.options' must be a mapping of keyword arguments."
+            )
     return data
 
 

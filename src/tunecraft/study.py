@@ -28,7 +28,14 @@ from tunecraft.schedulers import Decision, Scheduler, make_scheduler
 from tunecraft.space import Param, Space
 from tunecraft.storage import Storage, StudyInfo, get_storage
 from tunecraft.storage._base import current_worker
-from tunecraft.trial import CHECKPOINT_ATTR, FrozenTrial, Trial, TrialState, check_value
+from tunecraft.trial import (
+    CHECKPOINT_ATTR,
+    CONFIG_ATTR,
+    FrozenTrial,
+    Trial,
+    TrialState,
+    check_value,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,6 +134,13 @@ class Study:
                     ) from None
         self._info: StudyInfo = info
         self.space = Space.from_dict(info.space)
+        # Set by the budgeted pipeline: user attributes every new trial gets unless it already
+        # has them ("tc.budget", "tc.seed", "tc.phase", "tc.split"), and the map from a sampled
+        # config to the one the objective runs with (recorded as "tc.config").
+        self._trial_attrs: dict[str, Any] = {}
+        self._derive: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        # A time.monotonic() after which reports answer "stop" (a pipeline phase out of time).
+        self._deadline: float | None = None
         self._artifact_dir = (
             os.path.abspath(os.fspath(artifact_dir))
             if artifact_dir is not None
@@ -244,15 +258,23 @@ class Study:
         return pd_mod.DataFrame(rows, columns=columns)
 
     # -- ask and tell ----------------------------------------------------------------------------
-    def enqueue(self, config: Mapping[str, Any]) -> FrozenTrial:
+    def enqueue(
+        self, config: Mapping[str, Any], *, user_attrs: Mapping[str, Any] | None = None
+    ) -> FrozenTrial:
         """Queue a config (possibly partial) to be evaluated by the next :meth:`ask`.
 
         Parameters left out are filled by the sampler when the trial starts.
+
+        Args:
+            config: The parameters to evaluate.
+            user_attrs: Attributes the trial starts with (JSON-serializable), for example
+                ``{"tc.seed": 3}`` so that ``trial.seed`` is 3.
         """
         if not isinstance(config, Mapping):
             raise TypeError(
                 f"The 'config' parameter of Study.enqueue must be a dict, got {config!r}."
             )
+        attrs = _check_attrs(user_attrs, "Study.enqueue")
         for k, v in config.items():
             if k not in self.space:
                 raise InvalidParameterError(
@@ -270,8 +292,80 @@ class Study:
                     f"{', '.join(f'{p} in {list(vs)!r}' for p, vs in parents.items())}); "
                     "leave it out."
                 )
-        return self._storage.create_trial(
+        record = self._storage.create_trial(
             self.study_id, state=TrialState.WAITING, config=dict(config)
+        )
+        for key, value in attrs.items():
+            self._storage.set_user_attr(record.trial_id, key, value)
+        return _with(record, user_attrs=attrs) if attrs else record
+
+    def add_trial(
+        self,
+        config: Mapping[str, Any],
+        value: float | None = None,
+        *,
+        intermediate: Mapping[int, float] | None = None,
+        user_attrs: Mapping[str, Any] | None = None,
+        state: TrialState | str = "complete",
+    ) -> FrozenTrial:
+        """Record a trial evaluated elsewhere, without running anything.
+
+        Warm-starts the sampler with results it can learn from: an earlier study's trials, a
+        colleague's runs, the short runs of a previous phase.
+
+        Args:
+            config: A full config of the space.
+            value: The objective's value (required for a complete trial).
+            intermediate: ``{step: value}`` reported along the way.
+            user_attrs: Attributes to attach (JSON-serializable).
+            state: ``"complete"`` (default), ``"pruned"`` or ``"failed"``.
+
+        Returns:
+            The finished record.
+
+        Example:
+            >>> import tunecraft as tc
+            >>> study = tc.Study({"x": tc.uniform(0, 1)})
+            >>> study.add_trial({"x": 0.25}, 0.5, intermediate={1: 0.7, 2: 0.5}).value
+            0.5
+        """
+        if not isinstance(config, Mapping):
+            raise TypeError(
+                f"The 'config' parameter of Study.add_trial must be a dict, got {config!r}."
+            )
+        new_state = TrialState.parse(state, "Study.add_trial")
+        if not new_state.is_finished:
+            raise InvalidParameterError(
+                "The 'state' parameter of Study.add_trial must be 'complete', 'pruned' or "
+                f"'failed', got {new_state.value!r}."
+            )
+        config = self.space.validate(config)
+        stored: float | None = None
+        if new_state is TrialState.COMPLETE or value is not None:
+            stored = check_value(value, "Study.add_trial(value=...)")
+        steps: dict[int, float] = {}
+        for step, v in (intermediate or {}).items():
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise InvalidParameterError(
+                    "The 'intermediate' parameter of Study.add_trial must map int steps >= 0 "
+                    f"to values, got step {step!r}."
+                )
+            steps[step] = check_value(v, "Study.add_trial(intermediate=...)")
+        attrs = _check_attrs(user_attrs, "Study.add_trial")
+        record = self._storage.create_trial(
+            self.study_id, state=TrialState.RUNNING, config=config, worker=current_worker()
+        )
+        for step in sorted(steps):
+            self._storage.report(record.trial_id, step, steps[step])
+        for key, v in attrs.items():
+            self._storage.set_user_attr(record.trial_id, key, v)
+        if stored is None and steps and new_state is TrialState.PRUNED:
+            stored = steps[max(steps)]
+        return self._storage.set_state(
+            record.trial_id,
+            new_state,
+            value=stored,
+            error="added with Study.add_trial" if new_state is TrialState.FAILED else None,
         )
 
     @overload
@@ -329,7 +423,7 @@ class Study:
                     raise
                 self._storage.set_trial_config(record.trial_id, config)
                 record = _with(record, config=config)
-            return Trial(self, record)
+            return Trial(self, self._prepare(record))
         history = self._sampler_history(fresh)
         if self.sampler.is_exhausted(self.space, history):
             raise SamplerExhaustedError(f"The sampler of study '{self.name}' has nothing left.")
@@ -342,7 +436,16 @@ class Study:
             )
             raise
         self._storage.set_trial_config(record.trial_id, config)
-        return Trial(self, _with(record, config=config))
+        return Trial(self, self._prepare(_with(record, config=config)))
+
+    def _prepare(self, record: FrozenTrial, *, new_config: bool = False) -> FrozenTrial:
+        """Give a starting trial the study's default attributes and its derived config."""
+        attrs = {k: v for k, v in self._trial_attrs.items() if k not in record.user_attrs}
+        if self._derive is not None and (new_config or CONFIG_ATTR not in record.user_attrs):
+            attrs[CONFIG_ATTR] = self._derive(dict(record.config))
+        for key, value in attrs.items():
+            self._storage.set_user_attr(record.trial_id, key, value)
+        return _with(record, user_attrs={**record.user_attrs, **attrs}) if attrs else record
 
     def _sampler_history(self, history: History | None = None) -> History:
         """The history the sampler sees: the stored one, or the scheduler's view of it."""
@@ -391,6 +494,7 @@ class Study:
                 config = self.space.validate(order.config)
                 self._storage.set_trial_config(record.trial_id, config)
                 record = _with(record, config=config)
+            record = self._prepare(record, new_config=order.config is not None)
             if order.checkpoint_from is not None:
                 record = self._copy_checkpoint(record, order.checkpoint_from, by_number)
             _log.debug("Resuming trial %d (budget %s).", record.number, order.budget)
@@ -538,6 +642,8 @@ class Study:
         self._storage.report(trial.trial_id, step, value)
         record = _with(trial._record, intermediate={**trial._record.intermediate, step: value})
         trial._update(record)
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            return Decision.STOP.value
         if self.scheduler is None:
             return Decision.CONTINUE.value
         decision = Decision(self.scheduler.on_report(record, self.history()))
@@ -766,6 +872,17 @@ def _resolve_scheduler(scheduler: Scheduler | str | None, seed: int | None) -> S
         f"The 'scheduler' parameter of Study must be None, a name or a Scheduler, "
         f"got {scheduler!r}."
     )
+
+
+def _check_attrs(attrs: Mapping[str, Any] | None, owner: str) -> dict[str, Any]:
+    if attrs is None:
+        return {}
+    if not isinstance(attrs, Mapping) or not all(isinstance(k, str) and k for k in attrs):
+        raise TypeError(
+            f"The 'user_attrs' parameter of {owner} must be a dict with non-empty str keys, "
+            f"got {attrs!r}."
+        )
+    return dict(attrs)
 
 
 def _with(record: FrozenTrial, **changes: Any) -> FrozenTrial:

@@ -15,7 +15,30 @@ from tunecraft.exceptions import InvalidParameterError, TrialStateError
 if TYPE_CHECKING:
     from tunecraft.study import Study
 
-__all__ = ["CHECKPOINT_ATTR", "FrozenTrial", "Trial", "TrialState"]
+__all__ = [
+    "BUDGET_ATTR",
+    "CHECKPOINT_ATTR",
+    "CONFIG_ATTR",
+    "PHASE_ATTR",
+    "SEED_ATTR",
+    "SPLIT_ATTR",
+    "TRAIN_ATTR",
+    "FrozenTrial",
+    "Trial",
+    "TrialState",
+]
+
+#: User attributes through which a study (the budgeted pipeline, for one) tells an objective
+#: how to run: how much to train, which seed, which phase asks, which data split to score.
+BUDGET_ATTR = "tc.budget"
+SEED_ATTR = "tc.seed"
+PHASE_ATTR = "tc.phase"
+SPLIT_ATTR = "tc.split"
+#: The config the objective received when it differs from the sampled one (fixed parameters
+#: added back, a learning rate scaled to the batch size).
+CONFIG_ATTR = "tc.config"
+#: The training metric reported beside each intermediate value: ``[[step, value], ...]``.
+TRAIN_ATTR = "tc.train"
 
 
 class TrialState(str, enum.Enum):
@@ -97,6 +120,46 @@ class FrozenTrial:
         """The highest step reported, or ``None``."""
         return max(self.intermediate) if self.intermediate else None
 
+    @property
+    def budget(self) -> int | float | None:
+        """How much the trial was asked to train (``"tc.budget"``), or ``None``."""
+        value = self.user_attrs.get(BUDGET_ATTR)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def seed(self) -> int | None:
+        """The seed the trial was asked to use (``"tc.seed"``), or ``None``."""
+        value = self.user_attrs.get(SEED_ATTR)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def phase(self) -> str | None:
+        """The pipeline phase that ran the trial (``"tc.phase"``), or ``None``."""
+        value = self.user_attrs.get(PHASE_ATTR)
+        return value if isinstance(value, str) else None
+
+    @property
+    def split(self) -> str:
+        """The data split the trial's value was scored on: ``"validation"`` unless set."""
+        value = self.user_attrs.get(SPLIT_ATTR)
+        return value if isinstance(value, str) else "validation"
+
+    @property
+    def run_config(self) -> dict[str, Any]:
+        """The config the objective received (``config`` plus fixed or derived values)."""
+        value = self.user_attrs.get(CONFIG_ATTR)
+        return dict(value) if isinstance(value, Mapping) else dict(self.config)
+
+    @property
+    def train_intermediate(self) -> dict[int, float]:
+        """``{step: value}`` of the training metric reported with ``report(..., train=)``."""
+        return _train_curve(self.user_attrs)
+
+
+def _train_curve(user_attrs: Mapping[str, Any]) -> dict[int, float]:
+    pairs = user_attrs.get(TRAIN_ATTR) or []
+    return {int(step): float(value) for step, value in pairs}
+
 
 def check_value(value: Any, what: str) -> float:
     """Return ``value`` as a finite float or raise a ``ValueError`` saying why it is not."""
@@ -172,7 +235,17 @@ class Trial:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The sampled hyperparameters."""
+        """The hyperparameters to run with.
+
+        The sampled config, completed by the study when it fixes or derives some values (the
+        budgeted pipeline adds the parameters it fixed and scales the learning rate to the
+        batch size); :attr:`sampled_config` is what the sampler proposed.
+        """
+        return self._record.run_config
+
+    @property
+    def sampled_config(self) -> dict[str, Any]:
+        """The config as the sampler proposed it, in the study's space."""
         return dict(self._record.config)
 
     @property
@@ -204,13 +277,43 @@ class Trial:
         return self._resumed
 
     @property
-    def budget(self) -> int | None:
-        """The step the scheduler means to let this trial reach before it decides again.
+    def budget(self) -> int | float | None:
+        """How far to train, in the study's fidelity unit (epochs, steps, a data fraction).
 
-        Set when the study resumes a paused trial (``None``: no limit known). An objective may
-        train up to it; it need not, since the scheduler pauses or stops it at its next rung.
+        When the study resumes a paused trial, the step the scheduler means to let it reach
+        before it decides again. Otherwise the budget the study assigned to the trial (the
+        budgeted pipeline gives each phase its length), or ``None`` when no limit is known. An
+        objective may train up to it; under a scheduler it need not, since the scheduler
+        pauses or stops it at its next rung.
         """
-        return self._budget
+        if self._budget is not None:
+            return self._budget
+        return self._record.budget
+
+    @property
+    def seed(self) -> int | None:
+        """The seed to train with (``None``: the study sets none, choose your own).
+
+        The budgeted pipeline gives search trials one seed and trains each finalist of the
+        final validation with several.
+        """
+        return self._record.seed
+
+    @property
+    def phase(self) -> str | None:
+        """Which pipeline phase asks: ``"transfer"``, ``"explore"``, ``"refine"`` or
+        ``"validate"`` (``None`` outside the pipeline)."""
+        return self._record.phase
+
+    @property
+    def split(self) -> str:
+        """The data split the returned value must be scored on.
+
+        ``"validation"`` normally; ``"holdout"`` in the pipeline's final validation, where the
+        objective trains as usual and returns its metric on the holdout data, which no search
+        decision ever sees.
+        """
+        return self._record.split
 
     def save_checkpoint(self, state: Any) -> str:
         """Keep ``state`` (any picklable object: a dict of weights, tensors, optimizer state).
@@ -232,14 +335,22 @@ class Trial:
         """
         return self._study._load_checkpoint(self, default)
 
-    def report(self, value: float, step: int) -> None:
+    def report(self, value: float, step: int, *, train: float | None = None) -> None:
         """Record an intermediate value (for example the validation loss after an epoch).
 
         The study's scheduler, if any, sees it and decides whether the trial should go on; read
         the answer with :meth:`should_stop`.
 
+        Args:
+            value: The metric the study optimizes, at this step.
+            step: How far training got (an int >= 0; the pipeline counts cost in steps, so
+                report the number of epochs done: 1, 2, ...).
+            train: The same metric on the training data, optional; kept as a learning curve
+                (``"tc.train"``) so the final validation can tell overfitting (validation
+                worsens while training improves) from undertraining.
+
         Raises:
-            ValueError: ``step`` is not an int >= 0, or ``value`` is not a finite number.
+            ValueError: ``step`` is not an int >= 0, or a value is not a finite number.
             TrialStateError: The trial is no longer running.
         """
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
@@ -247,7 +358,12 @@ class Trial:
                 f"The 'step' parameter of Trial.report must be an int >= 0, got {step!r}."
             )
         value = check_value(value, "Trial.report(value=...)")
+        if train is not None:
+            train = check_value(train, "Trial.report(train=...)")
         self._decision = self._study._report(self, value, int(step))
+        if train is not None:
+            curve = {**self._record.train_intermediate, int(step): train}
+            self._study._set_user_attr(self, TRAIN_ATTR, sorted([k, v] for k, v in curve.items()))
 
     def should_stop(self) -> bool:
         """Whether the scheduler decided this trial should stop (or pause) now."""

@@ -1,0 +1,1407 @@
+"""The budgeted pipeline: transfer, explore, refine, validate, resumable from storage."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tunecraft._validation import check_choice, check_float, check_int
+from tunecraft.exceptions import InvalidParameterError, TunecraftError
+from tunecraft.logging import get_logger
+from tunecraft.space import Categorical, Int, Param, Space
+from tunecraft.storage import Storage, get_storage
+from tunecraft.strategy._plan import Budget, Plan, check_shares, plan
+from tunecraft.strategy._transfer import (
+    apply_lr_scaling,
+    default_config,
+    load_prior,
+    map_config,
+    narrow_lr,
+)
+from tunecraft.strategy._validate import (
+    FinalistResult,
+    ProxyCheck,
+    check_curve,
+    proxy_check,
+    summarize,
+)
+from tunecraft.study import Study, delete_study
+from tunecraft.trial import (
+    BUDGET_ATTR,
+    PHASE_ATTR,
+    SEED_ATTR,
+    SPLIT_ATTR,
+    FrozenTrial,
+    Trial,
+    TrialState,
+)
+
+if TYPE_CHECKING:
+    from tunecraft.analysis import Importance
+    from tunecraft.strategy._narrow import Narrowing
+
+__all__ = ["BudgetedSearch", "PhaseSpend", "PipelineError", "TuneResult", "tune"]
+
+_log = get_logger("strategy")
+_DIRECTIONS = ("minimize", "maximize")
+_SEARCH_PHASES = ("transfer", "explore", "refine")
+#: User attributes the pipeline adds besides the trial's budget, seed, phase and split.
+FINALIST_ATTR = "tc.finalist"
+WARM_ATTR = "tc.warm_start"
+_JOURNAL_ATTR = "tc.record"
+_KILLED = ("interrupted", "stale", "KeyboardInterrupt", "SystemExit", "GeneratorExit")
+_LR_NAMES = ("lr", "learning_rate")
+_BATCH_NAMES = ("batch_size",)
+#: Fewer complete explore trials than this: no importance, no narrowing.
+MIN_TRIALS_FOR_IMPORTANCE = 6
+Objective = Callable[[Trial], Any]
+
+
+class PipelineError(TunecraftError, RuntimeError):
+    """The pipeline cannot go on (every run of a phase failed, a phase run out of order...)."""
+
+
+@dataclass(frozen=True)
+class PhaseSpend:
+    """What a phase used.
+
+    Attributes:
+        units: Fidelity units trained (a pruned run counts the steps it reached).
+        seconds: Wall-clock seconds of its runs.
+        runs: Runs started (warm-start records aside).
+        allotted: Fidelity units the plan gave the phase.
+    """
+
+    units: float
+    seconds: float
+    runs: int
+    allotted: float
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What :func:`tune` found, validated on the holdout.
+
+    Attributes:
+        name: The pipeline's name (its studies are ``f"{name}.explore"`` and so on).
+        direction: ``"minimize"`` or ``"maximize"``.
+        plan: The :class:`~tunecraft.strategy.Plan` decided before any trial ran.
+        best_config: The finalist with the best mean holdout score (the config the objective
+            received: fixed parameters included, learning rate scaled).
+        score: Its mean holdout score: the estimate to report (``None`` when no validation
+            run finished).
+        score_std: Standard deviation of that score over seeds.
+        score_ci: Its 95% confidence interval.
+        validation: One :class:`FinalistResult` per finalist, best mean first.
+        search_value: The best value the search itself saw (validation split, possibly at a
+            shorter fidelity): what a plain search would claim.
+        importance: Importance of each hyperparameter from the explore phase (with
+            ``.method``), or ``None`` when too few trials finished.
+        narrowing: What was fixed, what narrowed, and why (``None`` without importance).
+        spent: ``{phase: PhaseSpend}``.
+        proxy: The rank-correlation check of the explore fidelity against full-length runs.
+        transfer_notes: How prior and default configurations were mapped into the space.
+        lr_range_test: The learning-rate range test's curve, suggestion and new range.
+        studies: ``{phase: study name}``.
+    """
+
+    name: str
+    direction: str
+    plan: Plan
+    best_config: dict[str, Any]
+    score: float | None
+    score_std: float | None
+    score_ci: tuple[float, float] | None
+    validation: list[FinalistResult]
+    search_value: float | None
+    importance: Importance | None
+    narrowing: Narrowing | None
+    spent: dict[str, PhaseSpend]
+    proxy: ProxyCheck | None = None
+    transfer_notes: list[str] = field(default_factory=list)
+    lr_range_test: dict[str, Any] | None = None
+    studies: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def best_finalist(self) -> FinalistResult | None:
+        """The chosen finalist (``None`` before any validation run)."""
+        return self.validation[0] if self.validation else None
+
+    def validation_table(self) -> str:
+        """The finalists, one row each: holdout mean, std, interval, search value, flags."""
+        rows = [("#", "holdout mean", "std", "95% CI", "seeds", "search value", "from", "flags")]
+        for i, f in enumerate(self.validation):
+            ci = "-" if math.isnan(f.ci[0]) else f"[{f.ci[0]:.4g}, {f.ci[1]:.4g}]"
+            rows.append(
+                (
+                    str(i + 1),
+                    f"{f.mean:.4g}",
+                    "-" if math.isnan(f.std) else f"{f.std:.2g}",
+                    ci,
+                    str(f.n),
+                    "-" if f.search_value is None else f"{f.search_value:.4g}",
+                    f.source,
+                    ", ".join(f.flags) or "-",
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join(
+            "  ".join(
+                c.ljust(w) if j in (6, 7) else c.rjust(w)
+                for j, (c, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
+            for r in rows
+        )
+
+    def spent_table(self) -> str:
+        """Budget used per phase against the plan."""
+        unit = self.plan.unit
+        rows = [("phase", f"{unit} used", "planned", "runs", "seconds")]
+        for name, s in self.spent.items():
+            rows.append((name, _num(s.units), _num(s.allotted), str(s.runs), f"{s.seconds:.1f}"))
+        total = sum(s.units for s in self.spent.values())
+        rows.append(
+            (
+                "total",
+                _num(total),
+                _num(self.plan.budget),
+                "",
+                f"{sum(s.seconds for s in self.spent.values()):.1f}",
+            )
+        )
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        return "\n".join(
+            "  ".join([r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, 5)])
+            for r in rows
+        )
+
+    def summary(self) -> str:
+        """A readable report: plan, spending, importance, narrowing, validation, choice."""
+        parts = [self.plan.table(), "", "Spent:", self.spent_table()]
+        if self.importance is not None:
+            imp = ", ".join(f"{k} {v:.0%}" for k, v in self.importance.items())
+            parts += ["", f"Importance ({self.importance.method}): {imp}"]
+        if self.narrowing is not None:
+            parts += ["", "Narrowing:", self.narrowing.describe()]
+        if self.proxy is not None and not math.isnan(self.proxy.correlation):
+            parts += [
+                "",
+                f"Proxy check: {self.proxy.proxy} vs full length, Spearman "
+                f"{self.proxy.correlation:.2f} over {self.proxy.n} configurations"
+                + ("" if self.proxy.trusted else " (too low: its ranking is not trusted)"),
+            ]
+        if self.validation:
+            parts += ["", "Final validation on the holdout:", self.validation_table()]
+        parts += ["", f"Best config: {self.best_config}"]
+        if self.score is not None:
+            ci = (
+                ""
+                if self.score_ci is None or math.isnan(self.score_ci[0])
+                else (f" (95% CI {self.score_ci[0]:.4g} to {self.score_ci[1]:.4g})")
+            )
+            parts.append(
+                f"Holdout score: {self.score:.4g}{ci}; best search value was "
+                f"{_fmt(self.search_value)}"
+            )
+        return "\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+class BudgetedSearch:
+    """The budgeted pipeline step by step: plan, run a phase, inspect, change, go on.
+
+    Phases, in order (see :func:`tune` for the whole story):
+
+    * ``lr_range_test`` (when ``lr_find`` is given): narrows the learning rate's range.
+    * ``transfer``: prior and default configurations, mapped into the space, run first.
+    * ``explore``: Sobol over the whole space at a short fidelity; then the importance of
+      each hyperparameter and the narrowing of the space.
+    * ``refine``: the ``auto`` sampler with a multi-fidelity scheduler in the narrowed space,
+      warm-started from the explore trials inside it, until its allotment is spent.
+    * ``validate``: the best finalists trained in full with several seeds, scored on the
+      holdout split (``trial.split == "holdout"``).
+
+    Everything (the plan, each decision, every trial) is stored, one study per phase
+    (``f"{name}.explore"``...) plus ``f"{name}.pipeline"`` for the decisions; a new
+    ``BudgetedSearch`` with the same name and storage continues where the last one stopped.
+
+    Args:
+        objective, space, budget, max_fidelity, direction, storage, name, seed, prior,
+            defaults, lr_scaling, lr_find, shares, n_finalists, n_seeds, scheduler, timeout,
+            verbose: As in :func:`tune`.
+        min_fidelity: The shortest run worth doing (default 1 for an int ``max_fidelity``).
+        unit: The fidelity unit's name, for the tables (``"epochs"``).
+        lr_param: The learning-rate parameter (default ``"lr"`` or ``"learning_rate"``).
+        batch_param: The batch-size parameter (default ``"batch_size"``).
+        reference_batch_size: The batch size at which ``lr_scaling`` searches the rate
+            (default the smallest the space allows).
+        importance_method: ``"fanova"`` (default), ``"permutation"`` or ``"mdi"``.
+        narrowing_options: Keyword arguments of
+            :func:`~tunecraft.strategy.narrow_space` (``min_importance``, ``top_quantile``,
+            ``margin``, ``keep``...).
+        seconds_per_unit: For a budget in time: seconds one fidelity unit takes (measured by
+            one calibration run when not given).
+        on_trial: ``on_trial(phase, record)`` after each run (for a progress display).
+
+    Example:
+        >>> import tunecraft as tc
+        >>> from tunecraft.strategy import BudgetedSearch
+        >>> def objective(trial):
+        ...     x = trial.config["x"]
+        ...     noise = 0.01 * (trial.seed % 3) + (0.05 if trial.split == "holdout" else 0)
+        ...     for epoch in range(1, int(trial.budget) + 1):
+        ...         trial.report((x - 0.3) ** 2 + 1 / epoch + noise, step=epoch)
+        ...     return (x - 0.3) ** 2 + 1 / trial.budget + noise
+        >>> search = BudgetedSearch(objective, {"x": tc.uniform(0, 1)}, budget="20 trials",
+        ...                         max_fidelity=9, seed=0)
+        >>> search.plan().names
+        ['explore', 'refine', 'validate']
+        >>> search.run_phase("explore")
+        >>> search.next_phase
+        'refine'
+        >>> result = search.run()
+        >>> abs(result.best_config["x"] - 0.3) < 0.2
+        True
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        space: Space | Mapping[str, Param | str],
+        *,
+        budget: Budget | float | str,
+        max_fidelity: float,
+        direction: str = "minimize",
+        min_fidelity: float | None = None,
+        unit: str = "epochs",
+        storage: Storage | str | None = None,
+        name: str | None = None,
+        seed: int = 0,
+        prior: Any = None,
+        defaults: bool | Mapping[str, Any] = True,
+        lr_scaling: str | None = None,
+        lr_param: str | None = None,
+        batch_param: str | None = None,
+        reference_batch_size: int | None = None,
+        lr_find: Mapping[str, Any] | Callable[[], Any] | None = None,
+        shares: Mapping[str, float] | Sequence[float] | None = None,
+        n_finalists: int | None = None,
+        n_seeds: int = 3,
+        scheduler: Any = None,
+        timeout: float | None = None,
+        importance_method: str = "fanova",
+        narrowing_options: Mapping[str, Any] | None = None,
+        seconds_per_unit: float | None = None,
+        verbose: bool | Callable[[str], None] = False,
+        on_trial: Callable[[str, FrozenTrial], None] | None = None,
+    ) -> None:
+        owner = "BudgetedSearch"
+        if not callable(objective):
+            raise TypeError(
+                f"The 'objective' parameter of {owner} must be callable, got {objective!r}."
+            )
+        check_choice(direction, "direction", owner, _DIRECTIONS)
+        check_int(seed, "seed", owner, low=0)
+        check_int(n_seeds, "n_seeds", owner, low=1)
+        check_int(n_finalists, "n_finalists", owner, low=1, allow_none=True)
+        check_float(timeout, "timeout", owner, low=0, low_inclusive=False, allow_none=True)
+        check_choice(lr_scaling, "lr_scaling", owner, (None, "linear", "sqrt"))
+        check_shares(shares)
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise InvalidParameterError(
+                f"The 'name' parameter of {owner} must be a non-empty str, got {name!r}."
+            )
+        if lr_find is not None and not (callable(lr_find) or isinstance(lr_find, Mapping)):
+            raise TypeError(
+                f"The 'lr_find' parameter of {owner} must be None, a dict of lr_find's "
+                f"arguments (model, train_data, loss_fn...) or a callable, got {lr_find!r}."
+            )
+        self.objective = objective
+        self.space = space if isinstance(space, Space) else Space(space)
+        self.budget = Budget.parse(budget, unit=unit)
+        self.max_fidelity = max_fidelity
+        self.min_fidelity = min_fidelity
+        self.direction = direction
+        self.unit = unit
+        self.seed = seed
+        self.prior = prior
+        self.defaults = defaults
+        self.lr_scaling = lr_scaling
+        self.lr_param = lr_param or _find_name(self.space, _LR_NAMES)
+        self.batch_param = batch_param or _find_name(self.space, _BATCH_NAMES)
+        self.lr_find = lr_find
+        self.shares = shares
+        self.n_finalists = n_finalists
+        self.n_seeds = n_seeds
+        self.scheduler = scheduler
+        self.timeout = timeout
+        self.importance_method = importance_method
+        self.narrowing_options = dict(narrowing_options or {})
+        self.seconds_per_unit = seconds_per_unit
+        if on_trial is not None and not callable(on_trial):
+            raise TypeError(
+                f"The 'on_trial' parameter of {owner} must be None or a callable, got "
+                f"{on_trial!r}."
+            )
+        self._on_trial = on_trial
+        self._say: Callable[[str], None] = (
+            verbose if callable(verbose) else (print if verbose else (lambda _text: None))
+        )
+        if (lr_scaling or lr_find is not None) and self.lr_param is None:
+            raise InvalidParameterError(
+                f"{owner}: lr_scaling and lr_find need a learning-rate parameter; name it with "
+                f"lr_param= (the space has {', '.join(self.space.names)})."
+            )
+        self.reference_batch_size: int | None = None
+        if lr_scaling:
+            if self.batch_param is None:
+                raise InvalidParameterError(
+                    f"{owner}: lr_scaling needs a batch-size parameter; name it with "
+                    f"batch_param= (the space has {', '.join(self.space.names)})."
+                )
+            self.reference_batch_size = _reference_batch(
+                self.space[self.batch_param], reference_batch_size
+            )
+        self._storage = get_storage(storage)
+        self.name = name or f"pipeline-{uuid.uuid4().hex[:8]}"
+        self._journal = _Journal(self._storage, f"{self.name}.pipeline", self.space)
+        self._plan: Plan | None = None
+        self._studies: dict[str, Study] = {}
+        self._candidates: list[dict[str, Any]] | None = None
+        self._transfer_notes: list[str] = []
+        # phase -> (time.monotonic() when it started in this process, its seconds before)
+        self._clock: dict[str, tuple[float, float]] = {}
+
+    # -- inspecting ------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        """The plan (decided and stored on first call; a continued pipeline reads it back).
+
+        A budget in time is converted with ``seconds_per_unit``, measured when not given by
+        one calibration run of ``min_fidelity`` (it counts as an explore run).
+        """
+        if self._plan is not None:
+            return self._plan
+        stored = self._journal.get("plan")
+        if stored is not None:
+            self._plan = Plan.from_dict(stored["plan"])
+            if (
+                self._plan.requested != self.budget.describe(self.unit)
+                or self._plan.max_fidelity != self.max_fidelity
+            ):
+                warnings.warn(
+                    f"Pipeline '{self.name}' continues with its stored plan (budget "
+                    f"{self._plan.requested}, max_fidelity {self._plan.max_fidelity}); the "
+                    "budget or max_fidelity given now is ignored. Use another name to start "
+                    "afresh.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            self._candidates = stored.get("candidates", [])
+            self._transfer_notes = stored.get("notes", [])
+            self._say(f"Continuing pipeline '{self.name}' from {self._storage_name()}.")
+            return self._plan
+        candidates, notes = self._transfer_candidates()
+        spu = self.seconds_per_unit
+        if self.budget.kind == "seconds" and spu is None:
+            spu = self._calibrate()
+        self._plan = plan(
+            self.budget,
+            max_fidelity=self.max_fidelity,
+            min_fidelity=self.min_fidelity,
+            shares=self.shares,
+            n_finalists=self.n_finalists,
+            n_seeds=self.n_seeds,
+            n_transfer=len(candidates),
+            lr_range_test=self.lr_find is not None,
+            unit=self.unit,
+            seconds_per_unit=spu,
+        )
+        self._candidates, self._transfer_notes = candidates, notes
+        self._journal.add(
+            "plan", {"plan": self._plan.to_dict(), "candidates": candidates, "notes": notes}
+        )
+        self._say(self._plan.table())
+        return self._plan
+
+    @property
+    def done(self) -> list[str]:
+        """The phases finished so far."""
+        return [r["phase"] for r in self._journal.all("phase")]
+
+    @property
+    def next_phase(self) -> str | None:
+        """The phase :meth:`run` would run next (``None`` when all are done)."""
+        finished = set(self.done)
+        for name in self.plan().names:
+            if name not in finished:
+                return name
+        return None
+
+    def study(self, phase: str) -> Study:
+        """The study that holds the trials of ``phase`` (created when first needed)."""
+        if phase == "calibration":
+            return self._calibration_study()
+        if phase not in self.plan().names:
+            raise InvalidParameterError(
+                f"The 'phase' parameter of BudgetedSearch.study must be one of "
+                f"{', '.join(map(repr, self.plan().names))}, got {phase!r}."
+            )
+        if phase not in self._studies:
+            if phase == "refine":
+                if "explore" not in self.done:
+                    raise PipelineError(
+                        "The refine study exists once explore is done (it searches the "
+                        "narrowed space)."
+                    )
+                self._decide_narrowing()
+            self._studies[phase] = self._make_study(phase)
+        return self._studies[phase]
+
+    @property
+    def importance(self) -> Importance | None:
+        """The importance measured after exploring (``None`` before, or with too few trials)."""
+        rec = self._journal.get("narrowing")
+        if rec is None or rec.get("importance") is None:
+            return None
+        from tunecraft.analysis import Importance
+
+        return Importance.from_dict(rec["importance"])
+
+    @property
+    def narrowing(self) -> Narrowing | None:
+        """The narrowing decided after exploring (``None`` before, or with too few trials)."""
+        rec = self._journal.get("narrowing")
+        if rec is None or rec.get("narrowing") is None:
+            return None
+        from tunecraft.strategy._narrow import Narrowing
+
+        return Narrowing.from_dict(rec["narrowing"])
+
+    def search_space(self) -> Space:
+        """The space transfer and explore search (the lr range narrowed by the range test)."""
+        rec = self._journal.get("lr_range_test")
+        if rec is not None:
+            return Space.from_dict(rec["space"])
+        return self.space
+
+    # -- changing --------------------------------------------------------------------------------
+    def set_narrowing(
+        self,
+        space: Space | Mapping[str, Param | str],
+        fixed: Mapping[str, Any] | None = None,
+        *,
+        reason: str = "set by the user",
+    ) -> Narrowing:
+        """Replace the automatic narrowing before refine starts.
+
+        Args:
+            space: The space refine searches (parameters of the search space).
+            fixed: ``{name: value}`` for every other parameter of the search space.
+            reason: Recorded as the reason of each decision.
+        """
+        from tunecraft.strategy._narrow import Narrowing
+
+        if "explore" not in self.done:
+            raise PipelineError("set_narrowing: run the 'explore' phase first.")
+        if "refine" in self.done or self._refine_started():
+            raise PipelineError("set_narrowing: refine has started; the narrowing is final.")
+        original = self.search_space()
+        new = space if isinstance(space, Space) else Space(space)
+        fixed = dict(fixed or {})
+        for n in new.names:
+            if n not in original:
+                raise InvalidParameterError(
+                    f"set_narrowing: '{n}' is not a parameter of the search space."
+                )
+        for n in original.names:
+            if n not in new and n not in fixed:
+                raise InvalidParameterError(
+                    f"set_narrowing: give '{n}' a range in 'space' or a value in 'fixed'."
+                )
+        old = self.narrowing
+        narrowing = Narrowing(
+            space=new,
+            fixed=fixed,
+            reasons={n: reason for n in original.names},
+            original=original,
+            importance=old.importance if old is not None else None,
+        )
+        rec = self._journal.get("narrowing") or {}
+        self._journal.add(
+            "narrowing", {"importance": rec.get("importance"), "narrowing": narrowing.to_dict()}
+        )
+        self._studies.pop("refine", None)
+        with contextlib.suppress(TunecraftError):  # only warm-start records: start afresh
+            delete_study(f"{self.name}.refine", storage=self._storage)
+        return narrowing
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self) -> TuneResult:
+        """Run every phase not yet done, then return the :class:`TuneResult`."""
+        while (phase := self.next_phase) is not None:
+            self.run_phase(phase)
+        return self.result()
+
+    def run_phase(self, name: str | None = None) -> None:
+        """Run phase ``name`` (default: the next one) to its end; earlier phases must be done.
+
+        A phase interrupted before (a crash, Ctrl-C) continues where it stopped.
+        """
+        p = self.plan()
+        name = name or self.next_phase
+        if name is None:
+            return
+        check_choice(name, "name", "BudgetedSearch.run_phase", tuple(p.names))
+        if name in self.done:
+            self._say(f"Phase {name} is already done.")
+            return
+        earlier = p.names[: p.names.index(name)]
+        missing = [n for n in earlier if n not in self.done]
+        if missing:
+            raise PipelineError(f"run_phase('{name}'): run {', '.join(map(repr, missing))} first.")
+        runner = {
+            "lr_range_test": self._run_lr_range_test,
+            "transfer": self._run_transfer,
+            "explore": self._run_explore,
+            "refine": self._run_refine,
+            "validate": self._run_validate,
+        }[name]
+        self._clock[name] = (time.monotonic(), self._spend(name).seconds)
+        runner()
+        if name == "explore":
+            self._decide_narrowing()  # before explore counts as done: refine needs it
+        spend = self._spend(name)
+        self._journal.add("phase", {"phase": name, "units": spend.units, "seconds": spend.seconds})
+        self._clock.pop(name, None)
+        if name == "lr_range_test":
+            return
+        self._say(
+            f"{name}: {spend.runs} runs, {_num(spend.units)} of {_num(spend.allotted)} "
+            f"{self.unit}, {spend.seconds:.1f}s"
+        )
+
+    # -- phases ----------------------------------------------------------------------------------
+    def _run_lr_range_test(self) -> None:
+        assert self.lr_find is not None and self.lr_param is not None
+        if callable(self.lr_find):
+            found = self.lr_find()
+        else:
+            from tunecraft.train import lr_find
+
+            found = lr_find(**dict(self.lr_find))
+        suggestion = float(found.suggested_lr)
+        space = narrow_lr(self.space, self.lr_param, suggestion)
+        how = f"'{self.lr_param}' narrowed to {space[self.lr_param].notation()}"
+        self._journal.add(
+            "lr_range_test",
+            {
+                "lrs": [float(x) for x in found.lrs],
+                "losses": [float(x) for x in found.losses],
+                "suggestion": suggestion,
+                "space": space.to_dict(),
+                "note": how,
+            },
+        )
+        self._say(f"lr_range_test: suggestion {suggestion:.3g}; {how}")
+
+    def _run_transfer(self) -> None:
+        study = self.study("transfer")
+        p = self.plan().phase("transfer")
+        if not study.trials:
+            space = self.search_space()
+            fill = self._default_config(space)
+            notes: list[str] = []
+            for c in (self._candidates or [])[: p.runs]:
+                mapped, why = map_config(c, space, defaults=fill)
+                notes += why
+                study.enqueue(mapped)
+            self._journal.add("transfer", {"notes": notes})
+        self._run_count(study, "transfer", p.runs)
+
+    def _run_explore(self) -> None:
+        p = self.plan().phase("explore")
+        self._run_count(self.study("explore"), "explore", p.runs)
+
+    def _run_refine(self) -> None:
+        study = self.study("refine")
+        p = self.plan().phase("refine")
+        if not any(t.user_attrs.get(WARM_ATTR) for t in study.trials):
+            self._warm_start(study)
+        study.fail_stale_trials()
+        failures = 0
+        while True:
+            spend = self._spend("refine")
+            if spend.units >= p.allotted - 1e-9 or self._out_of_time("refine"):
+                break
+            record = self._run_one(study, "refine")
+            failures = failures + 1 if record.state is TrialState.FAILED else 0
+            if failures >= 10:
+                raise PipelineError(
+                    f"refine: 10 runs in a row failed; the last: {_first_line(record.error)}"
+                )
+
+    def _run_validate(self) -> None:
+        study = self.study("validate")
+        finalists = self._finalists()
+        if not finalists:
+            raise PipelineError("validate: the search has no complete trial to validate.")
+        seeds = self._validation_seeds()
+        study.fail_stale_trials()
+        trials = study.trials
+        have = {
+            (t.user_attrs.get(FINALIST_ATTR), t.seed)
+            for t in trials
+            if t.state is TrialState.WAITING or _counts(t)
+        }
+        fmax = self.plan().max_fidelity
+        # Seed by seed across finalists (waiting runs start in the order enqueued): out of time,
+        # every finalist has had its first seeds.
+        for s in seeds:
+            for i, f in enumerate(finalists):
+                if (i, s) not in have:
+                    study.enqueue(
+                        f["config"],
+                        user_attrs={
+                            FINALIST_ATTR: i,
+                            SEED_ATTR: s,
+                            BUDGET_ATTR: fmax,
+                            PHASE_ATTR: "validate",
+                            SPLIT_ATTR: "holdout",
+                        },
+                    )
+        while study.get_trials([TrialState.WAITING]):
+            done = [t for t in study.trials if t.state is TrialState.COMPLETE]
+            if done and self._out_of_time("validate"):
+                self._say("validate: out of time; the result uses the runs finished.")
+                break
+            self._run_one(study, "validate")
+
+    # -- the decisions ---------------------------------------------------------------------------
+    def _decide_narrowing(self) -> None:
+        if self._journal.get("narrowing") is not None:
+            return
+        trials = [
+            t
+            for t in self._search_trials(("transfer", "explore"))
+            if t.state is TrialState.COMPLETE
+        ]
+        space = self.search_space()
+        if len(trials) < max(MIN_TRIALS_FOR_IMPORTANCE, len(space) + 1):
+            self._journal.add("narrowing", {"importance": None, "narrowing": None})
+            self._say(
+                f"explore: {len(trials)} complete runs are too few to measure importance; "
+                "refine searches the whole space."
+            )
+            return
+        from tunecraft.analysis import importance
+        from tunecraft.strategy._narrow import narrow_space
+
+        pairs = [(t.config, float(t.value)) for t in trials if t.value is not None]
+        imp = importance(
+            pairs, space, direction=self.direction, method=self.importance_method, seed=self.seed
+        )
+        options = {"direction": self.direction, **self.narrowing_options}
+        if self.defaults:  # an unimportant parameter is fixed at its known default
+            options.setdefault("defaults", self._default_config(space))
+        narrowing = narrow_space(space, pairs, imp, **options)
+        self._journal.add(
+            "narrowing", {"importance": imp.to_dict(), "narrowing": narrowing.to_dict()}
+        )
+        self._say(
+            f"importance ({imp.method}): "
+            + ", ".join(f"{k} {v:.0%}" for k, v in imp.items())
+            + "\n"
+            + narrowing.describe()
+        )
+
+    def _finalists(self) -> list[dict[str, Any]]:
+        rec = self._journal.get("finalists")
+        if rec is not None:
+            return list(rec["finalists"])
+        k = self.plan().n_finalists
+        sign = 1.0 if self.direction == "minimize" else -1.0
+        pool: list[tuple[float, float, int, dict[str, Any], str, float]] = []
+        narrowing = self.narrowing
+        for phase in _SEARCH_PHASES:
+            if phase not in self.plan():
+                continue
+            for t in self.study(phase).trials:
+                if (
+                    t.state is not TrialState.COMPLETE
+                    or t.value is None
+                    or t.user_attrs.get(WARM_ATTR)
+                ):
+                    continue
+                config = dict(t.config)
+                if phase == "refine" and narrowing is not None:
+                    config = narrowing.complete(config)
+                fid = float(t.budget or 0.0)
+                pool.append(
+                    (
+                        -fid,
+                        sign * float(t.value),
+                        t.number,
+                        config,
+                        f"{phase} #{t.number}",
+                        float(t.value),
+                    )
+                )
+        pool.sort(key=lambda r: (r[0], r[1], r[2]))
+        chosen: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for _fid, _v, _n, config, source, value in pool:
+            key = json.dumps(config, sort_keys=True, default=str)
+            if key in seen:
+                continue
+            seen.add(key)
+            chosen.append({"config": config, "source": source, "value": value})
+            if len(chosen) == k:
+                break
+        self._journal.add("finalists", {"finalists": chosen})
+        return chosen
+
+    def _validation_seeds(self) -> list[int]:
+        # Seeds the search never used (it trains with self.seed).
+        return [self.seed + 1 + i for i in range(self.plan().n_seeds)]
+
+    def _warm_start(self, study: Study) -> None:
+        narrowing = self.narrowing
+        n = 0
+        for t in self._search_trials(("transfer", "explore")):
+            if t.state is not TrialState.COMPLETE or t.value is None:
+                continue
+            config = narrowing.project(t.config) if narrowing is not None else dict(t.config)
+            if config is None or not study.space.contains(config):
+                continue
+            study.add_trial(
+                config,
+                t.value,
+                intermediate=t.intermediate,
+                user_attrs={
+                    WARM_ATTR: f"{t.phase} #{t.number}",
+                    BUDGET_ATTR: t.budget,
+                    PHASE_ATTR: t.phase,
+                },
+            )
+            n += 1
+        if n == 0:  # the sampler starts cold (quasi-random first)
+            _log.info("refine: no explore trial lies in the narrowed space.")
+        self._say(f"refine: warm-started from {n} explore runs inside the narrowed space")
+
+    # -- studies and accounting ------------------------------------------------------------------
+    def _make_study(self, phase: str) -> Study:
+        p = self.plan()
+        space = self.search_space()
+        sampler: Any = "random"
+        scheduler = None
+        derive: Callable[[dict[str, Any]], dict[str, Any]] | None = self._scaler()
+        if phase in ("transfer", "explore"):
+            sampler = "sobol"
+        elif phase == "refine":
+            narrowing = self.narrowing
+            if narrowing is not None:
+                space = narrowing.space
+                scale = derive
+                complete = narrowing.complete
+
+                def derive(config: dict[str, Any]) -> dict[str, Any]:
+                    full = complete(config)
+                    return scale(full) if scale is not None else full
+
+            sampler = "auto"
+            scheduler = self._refine_scheduler(p)
+        study = Study(
+            space,
+            direction=self.direction,
+            sampler=sampler,
+            scheduler=scheduler,
+            storage=self._storage,
+            name=f"{self.name}.{phase}",
+            seed=self.seed if isinstance(sampler, str) else None,
+            load_if_exists=True,
+        )
+        study._trial_attrs = {
+            BUDGET_ATTR: p.phase(phase).fidelity,
+            SEED_ATTR: self.seed,
+            PHASE_ATTR: phase,
+            SPLIT_ATTR: "holdout" if phase == "validate" else "validation",
+        }
+        study._derive = derive
+        return study
+
+    def _refine_scheduler(self, p: Plan) -> Any:
+        if self.scheduler is not None:
+            return self.scheduler
+        f_r = p.phase("refine").fidelity
+        if not isinstance(f_r, int) or f_r < 2:
+            return None  # a data fraction, or too short to stop early
+        from tunecraft.schedulers import available_schedulers, make_scheduler
+
+        f_e = p.phase("explore").fidelity
+        if "auto" in available_schedulers():
+            try:
+                return make_scheduler("auto", options={"max_resource": f_r, "variant": "stopping"})
+            except (TypeError, ValueError) as exc:
+                _log.info("refine: the 'auto' scheduler refused (%s); using ASHA.", exc)
+        return make_scheduler(
+            "asha",
+            options={"min_resource": max(1, int(f_e)), "max_resource": f_r, "reduction_factor": 3},
+        )
+
+    def _scaler(self) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+        if not self.lr_scaling:
+            return None
+        lr, batch, ref, rule = (
+            self.lr_param,
+            self.batch_param,
+            self.reference_batch_size,
+            self.lr_scaling,
+        )
+        assert lr is not None and batch is not None and ref is not None
+
+        def scale(config: dict[str, Any]) -> dict[str, Any]:
+            if lr not in config or batch not in config:
+                return dict(config)
+            return apply_lr_scaling(
+                config, rule=rule, lr_param=lr, batch_param=batch, reference_batch_size=ref
+            )
+
+        return scale
+
+    def _search_trials(self, phases: Iterable[str]) -> list[FrozenTrial]:
+        out: list[FrozenTrial] = []
+        for phase in phases:
+            if phase in self.plan():
+                out += self._trials_of(phase)
+        return out
+
+    def _trials_of(self, phase: str) -> list[FrozenTrial]:
+        """The trials of a phase so far (none for refine before its space is decided)."""
+        if phase == "refine" and "explore" not in self.done:
+            return []
+        return self.study(phase).trials
+
+    def _refine_started(self) -> bool:
+        try:
+            s = Study(None, storage=self._storage, name=f"{self.name}.refine", sampler="random")
+        except TunecraftError:
+            return False
+        return any(not t.user_attrs.get(WARM_ATTR) for t in s.trials)
+
+    def _run_count(self, study: Study, phase: str, runs: int) -> None:
+        """Run trials until ``runs`` of them count (finished, not killed) or time runs out."""
+        study.fail_stale_trials()
+        while True:
+            trials = study.trials
+            counted = sum(_counts(t) for t in trials)
+            if phase == "explore" and self._calibrated():
+                counted += sum(_counts(t) for t in self.study("calibration").trials)
+            if counted >= runs:
+                break
+            if study.get_trials([TrialState.COMPLETE]) and self._out_of_time(phase):
+                self._say(f"{phase}: out of time after {counted} of {runs} runs.")
+                break
+            if not study.get_trials([TrialState.WAITING]) and phase == "transfer":
+                break  # every transferred config ran
+            self._run_one(study, phase)
+        if not any(t.state is TrialState.COMPLETE for t in study.trials) and phase == "explore":
+            failed = [t for t in study.trials if t.state is TrialState.FAILED]
+            reason = _first_line(failed[-1].error) if failed else "no run finished"
+            raise PipelineError(f"explore: no run completed ({len(failed)} failed; {reason}).")
+
+    def _calibrated(self) -> bool:
+        """Whether a calibration run converted a time budget (it counts as explore)."""
+        return self._journal.get("calibration") is not None
+
+    def _spend(self, phase: str) -> PhaseSpend:
+        p = self.plan()
+        phases = [phase] + (["calibration"] if phase == "explore" and self._calibrated() else [])
+        units = seconds = 0.0
+        runs = 0
+        for ph in phases:
+            if ph == "lr_range_test":
+                continue
+            for t in self._trials_of(ph):
+                if t.user_attrs.get(WARM_ATTR) or t.state in (TrialState.WAITING,):
+                    continue
+                runs += 1
+                units += _cost(t, p)
+                seconds += t.duration or 0.0
+        allotted = p.phase(phase).allotted if phase in p.names else 0.0
+        return PhaseSpend(units, max(seconds, self._wall_seconds(phase)), runs, allotted)
+
+    def _wall_seconds(self, phase: str) -> float:
+        """Wall-clock seconds of a phase, its own work between runs included (importance,
+        narrowing, the samplers): recorded when it finished, measured while it runs."""
+        for r in reversed(self._journal.all("phase")):
+            if r["phase"] == phase:
+                return float(r["seconds"])
+        if phase in self._clock:
+            started, before = self._clock[phase]
+            return before + time.monotonic() - started
+        return 0.0
+
+    def _out_of_time(self, phase: str) -> bool:
+        left = self._seconds_left(phase)
+        return left is not None and left <= 0
+
+    def _seconds_left(self, phase: str) -> float | None:
+        """Seconds the phase may still use (``None`` without a time budget or timeout).
+
+        Each phase is allowed its share of the time plus what earlier phases left unused.
+        """
+        p = self.plan()
+        total = p.seconds if p.seconds is not None else self.timeout
+        if total is None:
+            return None
+        allowed = 0.0
+        used = 0.0
+        for name in p.names:
+            if name == "lr_range_test":
+                continue
+            allowed += total * p.phase(name).allotted / p.budget
+            if name == phase:
+                break
+            used += self._spend(name).seconds
+        return allowed - used - self._spend(phase).seconds
+
+    def _run_one(self, study: Study, phase: str) -> FrozenTrial:
+        """Run one trial; in a search phase with a time limit, a run still going when the
+        phase's time is up is stopped at its next report (``trial.should_stop()``)."""
+        left = self._seconds_left(phase) if phase != "validate" else None
+        if left is not None and not study.get_trials([TrialState.COMPLETE]):
+            left = None  # every phase gets one complete run, whatever the clock says
+        study._deadline = None if left is None else time.monotonic() + max(left, 0.0)
+        try:
+            record = study.run_trial(self.objective)
+        finally:
+            study._deadline = None
+        if self._on_trial is not None:
+            self._on_trial(phase, record)
+        return record
+
+    def _calibrate(self) -> float:
+        """Seconds per fidelity unit, from one run at the minimum fidelity."""
+        rec = self._journal.get("calibration")
+        if rec is not None:
+            return float(rec["seconds_per_unit"])
+        study = self._calibration_study()
+        trial = study.run_trial(self.objective)
+        fid = float(study._trial_attrs[BUDGET_ATTR])
+        spu = max(trial.duration or 0.0, 1e-3) / fid
+        self._journal.add("calibration", {"phase": "calibration", "seconds_per_unit": spu})
+        self._say(
+            f"calibration: one run of {_num(fid)} {self.unit} took {trial.duration or 0:.2f}s"
+        )
+        return spu
+
+    def _calibration_study(self) -> Study:
+        """The study of the calibration run that converts a time budget."""
+        if "calibration" not in self._studies:
+            self._studies["calibration"] = self._make_study_unplanned("calibration")
+        return self._studies["calibration"]
+
+    def _make_study_unplanned(self, phase: str) -> Study:
+        fidelity = self.min_fidelity or (
+            1 if isinstance(self.max_fidelity, int) else self.max_fidelity / 16
+        )
+        study = Study(
+            self.space,
+            direction=self.direction,
+            sampler="sobol",
+            storage=self._storage,
+            name=f"{self.name}.{phase}",
+            seed=self.seed,
+            load_if_exists=True,
+        )
+        study._trial_attrs = {
+            BUDGET_ATTR: fidelity,
+            SEED_ATTR: self.seed,
+            PHASE_ATTR: "explore",
+            SPLIT_ATTR: "validation",
+        }
+        study._derive = self._scaler()
+        return study
+
+    def _storage_name(self) -> str:
+        return self._storage.url or type(self._storage).__name__
+
+    # -- transfer --------------------------------------------------------------------------------
+    def _default_config(self, space: Space) -> dict[str, Any]:
+        if not self.defaults:
+            return {}
+        table = self.defaults if isinstance(self.defaults, Mapping) else None
+        return default_config(space, table=table)
+
+    def _transfer_candidates(self) -> tuple[list[dict[str, Any]], list[str]]:
+        configs: list[dict[str, Any]] = []
+        notes: list[str] = []
+        if self.prior is not None:
+            for item in load_prior(
+                self.prior, self.space, storage=self._storage, direction=self.direction
+            ):
+                configs.append(item.config)
+                notes += [f"{item.source}: {n}" for n in item.notes]
+        if self.defaults:
+            d = self._default_config(self.space)
+            if d:
+                configs.append(d)
+                notes.append(f"defaults table: {d}")
+        unique: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for c in configs:
+            key = json.dumps(c, sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                unique.append(c)
+        return unique, notes
+
+    # -- the result ------------------------------------------------------------------------------
+    def result(self) -> TuneResult:
+        """The result from what exists now (the validation may be partial or empty)."""
+        p = self.plan()
+        sign = 1.0 if self.direction == "minimize" else -1.0
+        validation: list[FinalistResult] = []
+        if "validate" in p and self._journal.get("finalists") is not None:
+            finalists = self._finalists()
+            by_finalist: dict[int, list[FrozenTrial]] = {}
+            for t in self.study("validate").trials:
+                i = t.user_attrs.get(FINALIST_ATTR)
+                if t.state is TrialState.COMPLETE and isinstance(i, int) and t.value is not None:
+                    by_finalist.setdefault(i, []).append(t)
+            for i, f in enumerate(finalists):
+                runs = sorted(by_finalist.get(i, []), key=lambda t: t.seed or 0)
+                if not runs:
+                    continue
+                values = [float(t.value) for t in runs if t.value is not None]
+                mean, spread, interval = summarize(values)
+                flags = [
+                    check_curve(t.intermediate, t.train_intermediate, direction=self.direction)
+                    for t in runs
+                ]
+                validation.append(
+                    FinalistResult(
+                        config=runs[0].run_config,
+                        source=f["source"],
+                        search_value=f["value"],
+                        seeds=[int(t.seed or 0) for t in runs],
+                        values=values,
+                        mean=mean,
+                        std=spread,
+                        ci=interval,
+                        curves={int(t.seed or 0): dict(t.intermediate) for t in runs},
+                        train_curves={int(t.seed or 0): t.train_intermediate for t in runs},
+                        overfitting=sum(o for o, _ in flags) * 2 > len(flags),
+                        undertrained=sum(u for _, u in flags) * 2 > len(flags),
+                        search_config=dict(f["config"]),
+                    )
+                )
+            validation.sort(key=lambda f: sign * f.mean)
+        search = [
+            t
+            for t in self._search_trials(_SEARCH_PHASES)
+            if t.state is TrialState.COMPLETE
+            and t.value is not None
+            and not t.user_attrs.get(WARM_ATTR)
+        ]
+        search_value = min((sign * float(t.value) for t in search), default=None)  # type: ignore[arg-type]
+        best_search = min(search, key=lambda t: sign * float(t.value)) if search else None  # type: ignore[arg-type]
+        score: float | None = None
+        std: float | None = None
+        ci: tuple[float, float] | None = None
+        if validation:
+            best = validation[0]
+            best_config, score, std, ci = best.config, best.mean, best.std, best.ci
+        else:
+            best_config = best_search.run_config if best_search is not None else {}
+        spent = {n: self._spend(n) for n in p.names if n != "lr_range_test"}
+        return TuneResult(
+            name=self.name,
+            direction=self.direction,
+            plan=p,
+            best_config=best_config,
+            score=score,
+            score_std=std,
+            score_ci=ci,
+            validation=validation,
+            search_value=None if search_value is None else sign * search_value,
+            importance=self.importance,
+            narrowing=self.narrowing,
+            spent=spent,
+            proxy=self._proxy_check(warn="validate" in self.done),
+            transfer_notes=list(self._transfer_notes)
+            + [n for r in self._journal.all("transfer") for n in r["notes"]],
+            lr_range_test=self._journal.get("lr_range_test"),
+            studies={n: f"{self.name}.{n}" for n in p.names if n != "lr_range_test"},
+        )
+
+    def _proxy_check(self, *, warn: bool) -> ProxyCheck | None:
+        p = self.plan()
+        if "refine" not in p:
+            return None
+        f_e, f_r = p.phase("explore").fidelity, p.phase("refine").fidelity
+        if f_e >= f_r:
+            return None
+        pairs = []
+        for t in self._trials_of("refine"):
+            if (
+                t.state is not TrialState.COMPLETE
+                or t.user_attrs.get(WARM_ATTR)
+                or t.value is None
+            ):
+                continue
+            early = _value_at(t.intermediate, f_e)
+            if early is not None:
+                pairs.append((early, float(t.value)))
+        with warnings.catch_warnings():
+            if not warn:
+                warnings.simplefilter("ignore")
+            return proxy_check(f"{_num(f_e)} {self.unit}", pairs, warn=warn)
+
+
+def tune(
+    objective: Objective,
+    space: Space | Mapping[str, Param | str],
+    *,
+    budget: Budget | float | str,
+    max_fidelity: float,
+    direction: str = "minimize",
+    storage: Storage | str | None = None,
+    name: str | None = None,
+    seed: int = 0,
+    prior: Any = None,
+    defaults: bool | Mapping[str, Any] = True,
+    lr_scaling: str | None = None,
+    lr_find: Mapping[str, Any] | Callable[[], Any] | None = None,
+    shares: Mapping[str, float] | Sequence[float] | None = None,
+    n_finalists: int | None = None,
+    n_seeds: int = 3,
+    scheduler: Any = None,
+    timeout: float | None = None,
+    verbose: bool | Callable[[str], None] = False,
+    **options: Any,
+) -> TuneResult:
+    """Spend a compute budget the way an expert does, and validate the choice on a holdout.
+
+    1. **Transfer** (``prior=``, ``defaults=``, ``lr_scaling=``, ``lr_find=``): start from
+       earlier studies' best configurations and a table of well-known defaults, mapped into
+       the space; with a scaling rule the learning rate is searched at a reference batch size
+       and the objective receives the scaled rate; a learning-rate range test narrows the rate.
+    2. **Explore** (10%): Sobol over the whole space with short runs; then the importance of
+       each hyperparameter, the unimportant ones fixed, the others narrowed.
+    3. **Refine** (30%): the model-based ``auto`` sampler and early stopping in the narrowed
+       space, warm-started from the explore runs inside it.
+    4. **Validate** (60%): the best finalists trained in full with ``n_seeds`` seeds each and
+       scored on the holdout (``trial.split == "holdout"``); the final choice is the best
+       mean holdout score, reported with its spread; learning curves are checked.
+
+    The objective reads ``trial.config``, trains ``trial.budget`` units (epochs, steps or a
+    data fraction) with ``trial.seed``, reports ``trial.report(value, step=epoch)`` as usual
+    (optionally ``train=``), and returns its metric on ``trial.split``. The holdout never
+    influences a search decision.
+
+    Args:
+        objective: ``objective(trial) -> float``.
+        space: ``{name: domain}`` or a :class:`~tunecraft.space.Space`.
+        budget: Fidelity units (``800`` or ``"800 epochs"``), full-length trials
+            (``"40 trials"``) or time (``"2h"``, ``"600s"``).
+        max_fidelity: The length of a full run (an int: epochs, steps; a float: a fraction).
+        direction: ``"minimize"`` or ``"maximize"``.
+        storage: ``None`` (in memory) or a URL such as ``"sqlite:///runs.db"``; with a stored
+            pipeline, calling again with the same ``name`` continues it.
+        name: The pipeline's name (its studies are ``f"{name}.explore"`` and so on).
+        seed: Seeds the samplers; search runs use it as ``trial.seed``, validation runs use
+            ``seed + 1``, ``seed + 2``...
+        prior: Earlier results to start from: study names in ``storage``, :class:`Study`
+            objects, lists of trials or of config dicts.
+        defaults: Use the shipped defaults table (``True``), none (``False``), or your own
+            ``{name: value}`` table.
+        lr_scaling: ``"linear"`` or ``"sqrt"``: the batch-size scaling rule of the learning
+            rate (needs an ``lr`` and a ``batch_size`` parameter, or ``lr_param=`` and
+            ``batch_param=``, and optionally ``reference_batch_size=``).
+        lr_find: Arguments of :func:`tunecraft.train.lr_find` (``model``, ``train_data``,
+            ``loss_fn``...) or a callable returning its result: run once, first.
+        shares: Shares of explore, refine and validate (default ``0.1, 0.3, 0.6``).
+        n_finalists: Finalists to validate (default: up to 5 as the budget allows).
+        n_seeds: Seeds per finalist.
+        scheduler: The refine phase's scheduler (default: the ``auto`` scheduler, stopping
+            variant, or ASHA).
+        timeout: Wall-clock seconds for the whole pipeline, shared out like the budget; a
+            phase out of time ends cleanly and the validation still runs.
+        verbose: Print the plan, each phase's spending and the validation (or pass a
+            function that receives each text).
+        **options: More options of :class:`BudgetedSearch` (``min_fidelity``, ``unit``,
+            ``lr_param``, ``batch_param``, ``reference_batch_size``, ``importance_method``,
+            ``narrowing_options``, ``seconds_per_unit``, ``on_trial``).
+
+    Returns:
+        A :class:`TuneResult`.
+
+    Example:
+        >>> import tunecraft as tc
+        >>> from tunecraft.strategy import tune
+        >>> def objective(trial):
+        ...     x, y = trial.config["x"], trial.config["y"]
+        ...     loss = (x - 0.7) ** 2 + 0.001 * y
+        ...     for epoch in range(1, trial.budget + 1):
+        ...         trial.report(loss + 1 / epoch, step=epoch)
+        ...     return loss + 1 / trial.budget + (0.01 if trial.split == "holdout" else 0)
+        >>> result = tune(objective, {"x": tc.uniform(0, 1), "y": tc.uniform(0, 1)},
+        ...               budget="30 trials", max_fidelity=9, seed=0)
+        >>> result.plan.names, len(result.validation) > 0
+        (['explore', 'refine', 'validate'], True)
+        >>> abs(result.best_config["x"] - 0.7) < 0.2
+        True
+    """
+    search = BudgetedSearch(
+        objective,
+        space,
+        budget=budget,
+        max_fidelity=max_fidelity,
+        direction=direction,
+        storage=storage,
+        name=name,
+        seed=seed,
+        prior=prior,
+        defaults=defaults,
+        lr_scaling=lr_scaling,
+        lr_find=lr_find,
+        shares=shares,
+        n_finalists=n_finalists,
+        n_seeds=n_seeds,
+        scheduler=scheduler,
+        timeout=timeout,
+        verbose=verbose,
+        **options,
+    )
+    result = search.run()
+    search._say("\n" + result.summary())
+    return result
+
+
+# -- the journal ------------------------------------------------------------------------------
+class _Journal:
+    """The pipeline's decisions, kept as records of a study ``f"{name}.pipeline"``.
+
+    Each record is a finished trial whose user attribute ``"tc.record"`` holds
+    ``{"kind": ..., **data}``: the plan, the lr range test, the narrowing, each finished
+    phase, the finalists. The latest record of a kind wins.
+    """
+
+    def __init__(self, storage: Storage, name: str, space: Space) -> None:
+        try:
+            self.study = Study(
+                space, storage=storage, name=name, sampler="random", load_if_exists=True
+            )
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(
+                f"A pipeline named '{name.removesuffix('.pipeline')}' exists with another "
+                f"space; use the same space or another name ({exc})."
+            ) from None
+        self._storage = storage
+        self._records: list[dict[str, Any]] | None = None
+
+    def _load(self) -> list[dict[str, Any]]:
+        if self._records is None:
+            self._records = [
+                dict(t.user_attrs[_JOURNAL_ATTR])
+                for t in self.study.trials
+                if t.state is TrialState.COMPLETE and _JOURNAL_ATTR in t.user_attrs
+            ]
+        return self._records
+
+    def add(self, kind: str, data: Mapping[str, Any]) -> None:
+        record = {"kind": kind, **data}
+        payload = json.loads(json.dumps(record, default=_jsonable))
+        t = self._storage.create_trial(self.study.study_id, state=TrialState.RUNNING, config={})
+        self._storage.set_user_attr(t.trial_id, _JOURNAL_ATTR, payload)
+        self._storage.set_state(t.trial_id, TrialState.COMPLETE, value=0.0)
+        self._load().append(payload)
+
+    def get(self, kind: str) -> dict[str, Any] | None:
+        found = self.all(kind)
+        return found[-1] if found else None
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self._load() if r.get("kind") == kind]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _counts(t: FrozenTrial) -> bool:
+    """A finished run that counts toward a phase's runs (a killed one does not)."""
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return t.state is TrialState.FAILED and not (t.error or "").startswith(_KILLED)
+
+
+def _cost(t: FrozenTrial, p: Plan) -> float:
+    """Fidelity units a run used: its budget when complete, the steps reached otherwise."""
+    budget = float(t.budget if t.budget is not None else p.max_fidelity)
+    floor = p.phase("explore").fidelity if "explore" in p else budget
+    if t.state is TrialState.COMPLETE:
+        return budget
+    if t.state in (TrialState.PRUNED, TrialState.PAUSED, TrialState.RUNNING):
+        return min(budget, float(t.last_step)) if t.last_step else min(budget, floor)
+    if t.state is TrialState.FAILED:
+        reached = float(t.last_step or 0)
+        return min(budget, max(reached, floor))
+    return 0.0
+
+
+def _value_at(curve: Mapping[int, float], step: float) -> float | None:
+    below = [s for s in curve if s <= step + 1e-9]
+    return curve[max(below)] if below else None
+
+
+def _find_name(space: Space, names: Sequence[str]) -> str | None:
+    for n in names:
+        if n in space:
+            return n
+    return None
+
+
+def _reference_batch(param: Param, given: int | None) -> int:
+    if given is not None:
+        return int(check_int(given, "reference_batch_size", "BudgetedSearch", low=1) or 1)
+    if isinstance(param, Categorical):
+        sizes = [o for o in param.options if isinstance(o, int) and not isinstance(o, bool)]
+        if sizes and len(sizes) == len(param.options):
+            return min(sizes)
+    elif isinstance(param, Int):
+        return int(param.low)
+    raise InvalidParameterError(
+        "BudgetedSearch: lr_scaling needs an integer batch-size parameter (int(...) or a "
+        f"choice of ints), got {param.notation()}."
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _first_line(text: str | None) -> str:
+    text = (text or "").strip()
+    return text.splitlines()[0] if text else "no reason recorded"
+
+
+def _num(x: float) -> str:
+    if abs(x - round(x)) < 1e-9 and abs(x) < 1e7:
+        return str(round(x))
+    return f"{x:.3g}"
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"

@@ -1,0 +1,560 @@
+"""The budget and the plan: how a compute budget is split into phases before any trial runs."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tunecraft._validation import check_int
+from tunecraft.exceptions import InvalidParameterError
+
+__all__ = ["DEFAULT_SHARES", "PHASES", "Budget", "PhasePlan", "Plan", "plan"]
+
+#: The phases of the budgeted pipeline, in the order they run.
+PHASES = ("lr_range_test", "transfer", "explore", "refine", "validate")
+#: Shares of the budget: quick exploration, focused refinement, final validation.
+DEFAULT_SHARES: dict[str, float] = {"explore": 0.1, "refine": 0.3, "validate": 0.6}
+#: Explore aims at this many short runs (20-30 where the budget allows).
+EXPLORE_TARGET_RUNS = 25
+#: Finalists validated when the budget allows (fewer when it does not).
+MAX_FINALISTS = 5
+_EPS = 1e-9
+_KINDS = ("units", "trials", "seconds")
+_TIME_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "mins": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hrs": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+}
+_TRIAL_WORDS = ("trial", "trials", "run", "runs")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A compute budget: fidelity units, full-length trials or wall-clock seconds.
+
+    Attributes:
+        amount: How much (> 0).
+        kind: ``"units"`` (total epochs, steps... in the fidelity unit), ``"trials"`` (runs of
+            full length) or ``"seconds"`` (wall clock).
+
+    Example:
+        >>> Budget.parse("40 trials"), Budget.parse("1.5h"), Budget.parse(800)
+        (Budget(amount=40.0, kind='trials'), Budget(amount=5400.0, kind='seconds'), \
+Budget(amount=800.0, kind='units'))
+    """
+
+    amount: float
+    kind: str = "units"
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise InvalidParameterError(
+                f"The 'kind' parameter of Budget must be one of {', '.join(map(repr, _KINDS))}, "
+                f"got {self.kind!r}."
+            )
+        if (
+            isinstance(self.amount, bool)
+            or not isinstance(self.amount, numbers.Real)
+            or not math.isfinite(self.amount)
+            or self.amount <= 0
+        ):
+            raise InvalidParameterError(
+                f"The 'budget' must be a finite number > 0, got {self.amount!r}."
+            )
+        object.__setattr__(self, "amount", float(self.amount))
+
+    @classmethod
+    def parse(cls, value: Budget | float | str, *, unit: str = "epochs") -> Budget:
+        """Read a budget: a number (fidelity units), ``"800 epochs"``, ``"40 trials"``,
+        ``"600s"``, ``"30 min"``, ``"2h"``, or a :class:`Budget`.
+
+        Raises:
+            ValueError: The text names no known unit, or the amount is not > 0.
+        """
+        if isinstance(value, Budget):
+            return value
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return cls(float(value), "units")
+        if not isinstance(value, str):
+            raise TypeError(
+                "The 'budget' parameter must be a number of fidelity units, a string such as "
+                f"'40 trials' or '2h', or a Budget; got {value!r}."
+            )
+        match = re.fullmatch(
+            r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z_ -]*)\s*", value
+        )
+        if match is None:
+            raise InvalidParameterError(
+                f"The 'budget' parameter must read like '800 {unit}', '40 trials' or '2h', "
+                f"got {value!r}."
+            )
+        amount, word = float(match.group(1)), match.group(2).strip().lower()
+        if word in ("", "units", "unit", unit.lower(), unit.lower().rstrip("s")):
+            return cls(amount, "units")
+        if word in _TRIAL_WORDS or word in ("full trials", "full runs"):
+            return cls(amount, "trials")
+        if word in _TIME_UNITS:
+            return cls(amount * _TIME_UNITS[word], "seconds")
+        raise InvalidParameterError(
+            f"The 'budget' parameter names an unknown unit {word!r} in {value!r}; use "
+            f"'{unit}' (the fidelity unit), 'trials' (full-length runs) or a time "
+            "('s', 'min', 'h')."
+        )
+
+    def describe(self, unit: str = "epochs") -> str:
+        """The budget as a person writes it."""
+        if self.kind == "seconds":
+            return _seconds(self.amount)
+        word = "full-length trials" if self.kind == "trials" else unit
+        return f"{_num(self.amount)} {word}"
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """One row of the plan.
+
+    Attributes:
+        name: ``"lr_range_test"``, ``"transfer"``, ``"explore"``, ``"refine"`` or
+            ``"validate"``.
+        share: The fraction of the budget the phase was given (transfer's comes out of
+            explore's; refine also receives what rounding leaves over elsewhere).
+        runs: Runs planned (refine: at full length; its scheduler stops poor runs early, so
+            it runs more until its allotment is spent).
+        fidelity: How long each run trains, in the fidelity unit (``trial.budget``).
+        allotted: Fidelity units the phase may spend.
+        note: What the phase does, in a few words.
+    """
+
+    name: str
+    share: float
+    runs: int
+    fidelity: float
+    allotted: float
+    note: str = ""
+
+    @property
+    def cost(self) -> float:
+        """Planned cost: ``runs * fidelity`` (refine spends up to :attr:`allotted`)."""
+        return self.allotted if self.name == "refine" else self.runs * self.fidelity
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the budget is spent, decided before any trial runs.
+
+    Attributes:
+        budget: The budget in fidelity units.
+        max_fidelity: The length of a full run (``trial.budget`` in final validation).
+        unit: The name of the fidelity unit (``"epochs"``, ``"steps"``, ``"fraction"``...).
+        phases: One :class:`PhasePlan` per phase that runs, in order.
+        n_finalists: Configurations trained in full in the final validation.
+        n_seeds: Seeds each finalist is trained with.
+        requested: The budget as given (``"40 full-length trials"``, ``"2h"``...).
+        seconds: A wall-clock budget, when the budget was given in time.
+        seconds_per_unit: The speed a time budget was converted with.
+    """
+
+    budget: float
+    max_fidelity: float
+    unit: str
+    phases: tuple[PhasePlan, ...]
+    n_finalists: int
+    n_seeds: int
+    requested: str = ""
+    seconds: float | None = None
+    seconds_per_unit: float | None = None
+    integer: bool = field(default=True, repr=False)
+
+    @property
+    def names(self) -> list[str]:
+        """The phases, in order."""
+        return [p.name for p in self.phases]
+
+    def phase(self, name: str) -> PhasePlan:
+        """The row of phase ``name``."""
+        for p in self.phases:
+            if p.name == name:
+                return p
+        raise InvalidParameterError(
+            f"The plan has no phase {name!r}; its phases are {', '.join(self.names)}."
+        )
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    @property
+    def cost(self) -> float:
+        """Planned cost of every phase together (at most :attr:`budget`)."""
+        return sum(p.cost for p in self.phases)
+
+    def table(self) -> str:
+        """The plan as the table a practitioner writes by hand."""
+        u = self.unit
+        head = (
+            f"Plan: {_num(self.budget)} {u} = {_num(self.budget / self.max_fidelity)} runs of "
+            f"{_num(self.max_fidelity)} {u}"
+        )
+        if self.requested:
+            head += f" (budget: {self.requested}"
+            if self.seconds_per_unit is not None:
+                head += f", at {self.seconds_per_unit:.3g} s per {u.rstrip('s')}"
+            head += ")"
+        rows = [("phase", "share", "runs", f"{u} each", f"{u} in all", "")]
+        for p in self.phases:
+            runs = str(p.runs)
+            if p.name == "validate":
+                runs = f"{self.n_finalists}x{self.n_seeds}={p.runs}"
+            elif p.name == "refine":
+                runs = f">={p.runs}"
+            share = "-" if p.name == "lr_range_test" else _percent(p.share)
+            each = "-" if p.name == "lr_range_test" else _num(p.fidelity)
+            total = "-" if p.name == "lr_range_test" else _num(p.cost)
+            rows.append((p.name, share, runs, each, total, p.note))
+        rows.append(("total", "100%", "", "", _num(self.cost), ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = [head]
+        for r in rows:
+            cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, 5)]
+            lines.append("  ".join(cells + ([r[5]] if r[5] else [])).rstrip())
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict (:meth:`from_dict` reads it back)."""
+        data = asdict(self)
+        data["phases"] = [asdict(p) for p in self.phases]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        """The plan :meth:`to_dict` wrote."""
+        data = dict(data)
+        data["phases"] = tuple(PhasePlan(**p) for p in data["phases"])
+        return cls(**data)
+
+
+def plan(
+    budget: Budget | float | str,
+    *,
+    max_fidelity: float,
+    min_fidelity: float | None = None,
+    shares: Mapping[str, float] | Sequence[float] | None = None,
+    n_finalists: int | None = None,
+    n_seeds: int = 3,
+    n_transfer: int = 0,
+    lr_range_test: bool = False,
+    unit: str = "epochs",
+    seconds_per_unit: float | None = None,
+) -> Plan:
+    """Split a budget into phases: transfer and explore, refine, validate.
+
+    The arithmetic, in fidelity units (``B`` the budget, ``F`` the full length):
+
+    * **validate** gets ``shares["validate"] * B``: ``k`` finalists (up to ``n_finalists``,
+      default up to 5) trained in full with ``n_seeds`` seeds each; what ``k * n_seeds * F``
+      leaves over goes to refine.
+    * **explore** gets ``shares["explore"] * B``: runs of length ``clip(E / 25, min_fidelity,
+      F / 3)`` (short runs, about 25 of them where the budget allows); up to a third of them
+      (``n_transfer`` at most) evaluate transferred configurations first (the transfer row).
+    * **refine** gets ``shares["refine"] * B`` plus the leftovers: runs of full length (or
+      half its allotment when that is shorter), under a scheduler that stops poor runs early,
+      until the allotment is spent.
+
+    Args:
+        budget: Fidelity units (a number or ``"800 epochs"``), full-length trials
+            (``"40 trials"``) or wall-clock time (``"2h"``, needs ``seconds_per_unit``).
+        max_fidelity: The length of a full run: epochs, steps, or a data fraction (a float).
+        min_fidelity: The shortest run worth doing (default 1 for an int ``max_fidelity``,
+            ``max_fidelity / 16`` for a float).
+        shares: ``{"explore": 0.1, "refine": 0.3, "validate": 0.6}`` (the default) or three
+            numbers in that order; each > 0, summing to 1.
+        n_finalists: Finalists to validate (``None``: as many as the budget allows, up to 5).
+        n_seeds: Seeds per finalist (an int >= 1).
+        n_transfer: Transferred configurations waiting to be evaluated.
+        lr_range_test: Whether a learning-rate range test runs first (outside the budget).
+        unit: The fidelity unit's name, for the table.
+        seconds_per_unit: Seconds one fidelity unit takes, to plan a time budget.
+
+    Raises:
+        ValueError: Bad shares or counts, or a budget too small for a phase to get one run;
+            the message says which budget would suffice.
+
+    Example:
+        >>> p = plan("40 trials", max_fidelity=20)
+        >>> [(r.name, r.runs, r.fidelity) for r in p.phases]
+        [('explore', 26, 3), ('refine', 21, 20), ('validate', 15, 20)]
+    """
+    owner = "plan"
+    if not isinstance(unit, str) or not unit.strip():
+        raise InvalidParameterError(f"The 'unit' parameter of plan must be a word, got {unit!r}.")
+    parsed = Budget.parse(budget, unit=unit)
+    integer = _is_int(max_fidelity)
+    fmax = _positive(max_fidelity, "max_fidelity")
+    if min_fidelity is None:
+        fmin = 1.0 if integer else fmax / 16
+    else:
+        fmin = _positive(min_fidelity, "min_fidelity")
+        if integer and not _is_int(min_fidelity):
+            raise TypeError(
+                "The 'min_fidelity' parameter of plan must be an int when max_fidelity is, "
+                f"got {min_fidelity!r}."
+            )
+    if fmin > fmax:
+        raise InvalidParameterError(
+            f"The 'min_fidelity' parameter of plan must be <= max_fidelity ({_num(fmax)}), "
+            f"got {_num(fmin)}."
+        )
+    split = check_shares(shares)
+    check_int(n_seeds, "n_seeds", owner, low=1)
+    check_int(n_finalists, "n_finalists", owner, low=1, allow_none=True)
+    check_int(n_transfer, "n_transfer", owner, low=0)
+    if parsed.kind == "seconds":
+        if seconds_per_unit is None:
+            raise InvalidParameterError(
+                "plan: a budget in time needs 'seconds_per_unit' (how long one "
+                f"{unit.rstrip('s')} takes) to count runs; BudgetedSearch measures it."
+            )
+        spu = _positive(seconds_per_unit, "seconds_per_unit")
+        units = parsed.amount / spu
+    else:
+        spu = None
+        units = parsed.amount * (fmax if parsed.kind == "trials" else 1.0)
+    args = (fmax, fmin, integer, split, n_finalists, n_seeds, n_transfer)
+    rows, problem = _arithmetic(units, *args)
+    if problem is not None:
+        need = _minimum_budget(units, *args)
+        alt = f"{_num(need)} {unit} = {_num(need / fmax)} full-length trials"
+        if spu is not None:
+            alt += f" = about {_seconds(need * spu)}"
+        raise InvalidParameterError(
+            f"The 'budget' ({parsed.describe(unit)} = {_num(units)} {unit}) is too small: "
+            f"{problem}. A budget of at least {alt} would suffice with these shares."
+        )
+    assert rows is not None
+    phases = [
+        PhasePlan(r.name, r.share, r.runs, int(r.fidelity), r.allotted, r.note) if integer else r
+        for r in rows
+    ]
+    if lr_range_test:
+        phases.insert(
+            0, PhasePlan("lr_range_test", 0.0, 1, 0.0, 0.0, "narrows the lr range; not counted")
+        )
+    k = n_finalists or min(MAX_FINALISTS, phases[-1].runs // n_seeds)
+    return Plan(
+        budget=units,
+        max_fidelity=int(fmax) if integer else fmax,
+        unit=unit,
+        phases=tuple(phases),
+        n_finalists=k,
+        n_seeds=n_seeds,
+        requested=parsed.describe(unit),
+        seconds=parsed.amount if parsed.kind == "seconds" else None,
+        seconds_per_unit=spu,
+        integer=integer,
+    )
+
+
+def check_shares(shares: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:
+    """Validate phase shares: each > 0, the three summing to 1."""
+    if shares is None:
+        return dict(DEFAULT_SHARES)
+    names = tuple(DEFAULT_SHARES)
+    if isinstance(shares, Mapping):
+        unknown = [k for k in shares if k not in names]
+        missing = [k for k in names if k not in shares]
+        if unknown or missing:
+            raise InvalidParameterError(
+                "The 'shares' parameter must have the keys 'explore', 'refine' and 'validate', "
+                f"got {sorted(shares)!r}."
+            )
+        values = [shares[k] for k in names]
+    elif isinstance(shares, Sequence) and not isinstance(shares, str) and len(shares) == 3:
+        values = list(shares)
+    else:
+        raise TypeError(
+            "The 'shares' parameter must be {'explore': e, 'refine': r, 'validate': v} or "
+            f"three numbers, got {shares!r}."
+        )
+    for name, v in zip(names, values, strict=True):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, numbers.Real)
+            or not math.isfinite(v)
+            or not 0 < v < 1
+        ):
+            raise InvalidParameterError(
+                f"The 'shares' parameter must give each phase a number in (0, 1); "
+                f"{name} got {v!r}."
+            )
+    total = float(sum(values))
+    if abs(total - 1.0) > 1e-6:
+        raise InvalidParameterError(
+            f"The 'shares' parameter must sum to 1, got {total:.6g} ({values!r})."
+        )
+    return {n: float(v) for n, v in zip(names, values, strict=True)}
+
+
+def _arithmetic(
+    units: float,
+    fmax: float,
+    fmin: float,
+    integer: bool,
+    shares: Mapping[str, float],
+    n_finalists: int | None,
+    n_seeds: int,
+    n_transfer: int,
+) -> tuple[tuple[PhasePlan, ...] | None, str | None]:
+    """The plan's rows for a budget of ``units``, or why none fits."""
+
+    def fit(x: float) -> float:
+        return float(math.floor(x + _EPS)) if integer else x
+
+    # Validate: k finalists x n_seeds full runs.
+    v_allot = shares["validate"] * units
+    affordable = math.floor(v_allot / (n_seeds * fmax) + _EPS)
+    k = min(n_finalists or MAX_FINALISTS, affordable)
+    if k < 1 or (n_finalists is not None and affordable < n_finalists):
+        want = n_finalists or 1
+        return None, (
+            f"validate ({shares['validate']:.0%}) needs {want} finalist(s) x {n_seeds} seeds x "
+            f"{_num(fmax)} = {_num(want * n_seeds * fmax)}, it gets {_num(v_allot)}"
+        )
+    v_cost = k * n_seeds * fmax
+    # Explore: about 25 short runs; transferred configs first.
+    e_allot = shares["explore"] * units
+    f_e = max(fmin, fit(min(max(e_allot / EXPLORE_TARGET_RUNS, fmin), max(fmin, fmax / 3))))
+    total = math.floor(e_allot / f_e + _EPS)
+    if total < 1:
+        return None, (
+            f"explore ({shares['explore']:.0%}) needs one run of {_num(f_e)}, "
+            f"it gets {_num(e_allot)}"
+        )
+    n_t = min(n_transfer, max(0, min(total - 1, max(1, total // 3))))
+    n_e = total - n_t
+    # Refine: full-length runs (or half its allotment) until the allotment is spent.
+    r_allot = shares["refine"] * units + (e_allot - total * f_e) + (v_allot - v_cost)
+    f_r = fmax if r_allot >= 2 * fmax - _EPS else max(fmin, fit(r_allot / 2))
+    n_r = math.floor(r_allot / f_r + _EPS)
+    if n_r < 1:
+        return None, (
+            f"refine ({shares['refine']:.0%}) needs one run of {_num(f_r)}, "
+            f"it gets {_num(r_allot)}"
+        )
+    rows: list[PhasePlan] = []
+    if n_t:
+        rows.append(
+            PhasePlan(
+                "transfer",
+                n_t * f_e / units,
+                n_t,
+                f_e,
+                n_t * f_e,
+                "prior and default configurations",
+            )
+        )
+    rows.append(
+        PhasePlan(
+            "explore",
+            shares["explore"] - n_t * f_e / units,
+            n_e,
+            f_e,
+            n_e * f_e,
+            "Sobol over the full space, short runs",
+        )
+    )
+    rows.append(
+        PhasePlan(
+            "refine",
+            r_allot / units,
+            n_r,
+            f_r,
+            r_allot,
+            "auto sampler + early stopping, narrowed space",
+        )
+    )
+    rows.append(
+        PhasePlan(
+            "validate",
+            v_cost / units,
+            k * n_seeds,
+            fmax,
+            v_cost,
+            f"best {k} x {n_seeds} seeds, scored on the holdout",
+        )
+    )
+    return tuple(rows), None
+
+
+def _minimum_budget(units: float, *args: Any) -> float:
+    """The smallest budget (in units) the arithmetic accepts, for the error message."""
+    hi = max(units, 1.0)
+    while _arithmetic(hi, *args)[1] is not None:
+        hi *= 2
+        if hi > 1e15:  # pragma: no cover - the arithmetic always fits eventually
+            return hi
+    lo = units
+    integer = args[2]
+    for _ in range(200):
+        if hi - lo <= (0.5 if integer else hi * 1e-6):
+            break
+        mid = (lo + hi) / 2
+        if _arithmetic(mid, *args)[1] is None:
+            hi = mid
+        else:
+            lo = mid
+    return float(math.ceil(hi - _EPS)) if integer else hi
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _positive(value: Any, name: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidParameterError(
+            f"The '{name}' parameter of plan must be a number > 0, got {value!r}."
+        )
+    return float(value)
+
+
+def _num(x: float) -> str:
+    """A number as a person writes it: 20, 2.5, 0.125, 1.2e+04."""
+    if abs(x - round(x)) < 1e-9 and abs(x) < 1e7:
+        return str(round(x))
+    return f"{x:.3g}"
+
+
+def _percent(share: float) -> str:
+    """``10%``; one decimal below 10% (``0.4%``) so a small share does not read as nothing."""
+    return f"{share:.0%}" if share >= 0.095 or share == 0 else f"{share:.1%}"
+
+
+def _seconds(s: float) -> str:
+    if s >= 3600:
+        return f"{_num(s / 3600)}h" if s % 360 == 0 else f"{s / 3600:.2f}h"
+    if s >= 60:
+        return f"{_num(s / 60)} min" if s % 6 == 0 else f"{s / 60:.1f} min"
+    return f"{_num(s)}s"

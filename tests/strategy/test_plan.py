@@ -1,0 +1,197 @@
+"""The planner's arithmetic: shares, run counts, fidelities, rounding, impossible budgets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tunecraft.strategy import Budget, Plan, plan
+from tunecraft.strategy._plan import EXPLORE_TARGET_RUNS
+
+
+@pytest.mark.parametrize(
+    ("text", "amount", "kind"),
+    [
+        (800, 800.0, "units"),
+        (12.5, 12.5, "units"),
+        ("800", 800.0, "units"),
+        ("800 epochs", 800.0, "units"),
+        ("1 epoch", 1.0, "units"),
+        ("40 trials", 40.0, "trials"),
+        ("40 runs", 40.0, "trials"),
+        ("600s", 600.0, "seconds"),
+        ("30 min", 1800.0, "seconds"),
+        ("1.5h", 5400.0, "seconds"),
+        ("2 hours", 7200.0, "seconds"),
+    ],
+)
+def test_budget_parse(text: object, amount: float, kind: str) -> None:
+    b = Budget.parse(text)  # type: ignore[arg-type]
+    assert (b.amount, b.kind) == (amount, kind)
+
+
+@pytest.mark.parametrize("bad", ["", "ten trials", "40 parsecs", "-3", "0 trials", 0, -1.0])
+def test_budget_parse_rejects(bad: object) -> None:
+    with pytest.raises(ValueError, match="budget"):
+        Budget.parse(bad)  # type: ignore[arg-type]
+
+
+def test_budget_parse_rejects_other_types() -> None:
+    with pytest.raises(TypeError, match="budget"):
+        Budget.parse([40])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="budget"):
+        Budget.parse(True)  # type: ignore[arg-type]
+
+
+def test_default_plan_arithmetic() -> None:
+    p = plan("40 trials", max_fidelity=20)
+    assert p.budget == 800 and p.names == ["explore", "refine", "validate"]
+    explore, refine, validate = p.phases
+    # Explore: 10% = 80 epochs, about 25 runs -> 3 epochs each, 26 runs.
+    assert (explore.fidelity, explore.runs) == (3, 26)
+    assert explore.runs * explore.fidelity <= 0.1 * 800
+    # Validate: 60% = 480 epochs, 5 finalists x 3 seeds x 20 epochs = 300.
+    assert (p.n_finalists, p.n_seeds, validate.runs, validate.fidelity) == (5, 3, 15, 20)
+    # Refine: 30% plus what explore and validate leave over, at full length.
+    assert refine.fidelity == 20
+    assert refine.allotted == pytest.approx(240 + (80 - 78) + (480 - 300))
+    assert refine.runs == math.floor(refine.allotted / 20)
+    assert p.cost == pytest.approx(800)
+
+
+@pytest.mark.parametrize("budget", [100, 137, 400, 801, 5000, 20000])
+@pytest.mark.parametrize("max_fidelity", [7, 20, 50])
+def test_plans_spend_at_most_the_budget_with_integer_lengths(
+    budget: int, max_fidelity: int
+) -> None:
+    try:
+        p = plan(budget, max_fidelity=max_fidelity, n_seeds=1)
+    except ValueError:
+        return  # too small: checked by the next tests
+    assert p.cost <= budget + 1e-9
+    for row in p.phases:
+        assert isinstance(row.fidelity, int) and 1 <= row.fidelity <= max_fidelity
+        assert row.runs >= 1
+    assert p.phase("validate").fidelity == max_fidelity
+    explore = p.phase("explore")
+    assert explore.fidelity <= max(1, max_fidelity // 3)
+    if explore.fidelity > 1:  # the 25-run target sets the length
+        assert explore.runs >= EXPLORE_TARGET_RUNS - 1
+
+
+def test_shares_are_applied() -> None:
+    p = plan(1000, max_fidelity=10, shares={"explore": 0.2, "refine": 0.4, "validate": 0.4})
+    assert p.phase("explore").runs * p.phase("explore").fidelity <= 200
+    assert p.phase("explore").runs * p.phase("explore").fidelity > 190
+    assert p.phase("validate").cost == 5 * 3 * 10  # 400 allows 13 finalists; capped at 5
+    same = plan(1000, max_fidelity=10, shares=(0.2, 0.4, 0.4))
+    assert same == p
+
+
+def test_fewer_finalists_when_the_budget_requires() -> None:
+    p = plan(100, max_fidelity=20)  # validate: 60 epochs = 1 finalist x 3 seeds
+    assert p.n_finalists == 1 and p.phase("validate").runs == 3
+    p = plan(200, max_fidelity=20)  # 120 epochs = 2 finalists
+    assert p.n_finalists == 2
+
+
+def test_transfer_takes_its_runs_from_explore() -> None:
+    base = plan(800, max_fidelity=20)
+    p = plan(800, max_fidelity=20, n_transfer=4)
+    assert p.names == ["transfer", "explore", "refine", "validate"]
+    t, e = p.phase("transfer"), p.phase("explore")
+    assert t.runs == 4 and t.fidelity == e.fidelity == base.phase("explore").fidelity
+    assert t.runs + e.runs == base.phase("explore").runs
+    # At most a third of the explore runs go to transferred configurations.
+    many = plan(800, max_fidelity=20, n_transfer=100)
+    assert many.phase("transfer").runs == base.phase("explore").runs // 3
+
+
+def test_lr_range_test_row_comes_first_and_costs_nothing() -> None:
+    p = plan(800, max_fidelity=20, lr_range_test=True)
+    assert p.names[0] == "lr_range_test" and p.phases[0].cost == 0
+    assert p.cost == pytest.approx(plan(800, max_fidelity=20).cost)
+
+
+def test_float_fidelity_data_fraction() -> None:
+    p = plan(10.0, max_fidelity=1.0, n_seeds=2, unit="fraction")
+    assert p.phase("validate").fidelity == 1.0
+    assert 0 < p.phase("explore").fidelity < 1.0
+    assert p.cost <= 10.0 + 1e-9
+
+
+def test_time_budget_uses_the_speed() -> None:
+    p = plan("10 min", max_fidelity=20, seconds_per_unit=0.5)
+    assert p.budget == pytest.approx(1200) and p.seconds == 600
+    with pytest.raises(ValueError, match="seconds_per_unit"):
+        plan("10 min", max_fidelity=20)
+
+
+def test_impossible_budget_says_which_budget_suffices() -> None:
+    with pytest.raises(ValueError) as info:
+        plan(50, max_fidelity=20)
+    message = str(info.value)
+    assert "validate" in message and "100 epochs" in message and "5 full-length" in message
+    assert "\n" not in message
+    # The budget it names does suffice, and one unit less does not.
+    plan(100, max_fidelity=20)
+    with pytest.raises(ValueError):
+        plan(99, max_fidelity=20)
+
+
+def test_impossible_budget_for_explore() -> None:
+    with pytest.raises(ValueError, match="explore") as info:
+        plan(30, max_fidelity=4, min_fidelity=4, n_seeds=1)
+    need = float(str(info.value).split("at least ")[1].split(" ")[0])
+    plan(need, max_fidelity=4, min_fidelity=4, n_seeds=1)
+
+
+def test_explicit_finalists_must_be_affordable() -> None:
+    with pytest.raises(ValueError, match="3 finalist"):
+        plan(100, max_fidelity=20, n_finalists=3)
+    assert plan(300, max_fidelity=20, n_finalists=3).n_finalists == 3
+
+
+@pytest.mark.parametrize(
+    ("shares", "error"),
+    [
+        ({"explore": 0.5, "refine": 0.5, "validate": 0.5}, ValueError),
+        ({"explore": 0.0, "refine": 0.4, "validate": 0.6}, ValueError),
+        ({"explore": -0.1, "refine": 0.5, "validate": 0.6}, ValueError),
+        ({"explore": 0.1, "refine": 0.9}, ValueError),
+        ({"explore": 0.1, "refine": 0.3, "validate": 0.6, "extra": 0.0}, ValueError),
+        ((0.1, 0.9), TypeError),
+        ("0.1 0.3 0.6", TypeError),
+    ],
+)
+def test_bad_shares(shares: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="shares"):
+        plan(800, max_fidelity=20, shares=shares)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_fidelity": 0}, "max_fidelity"),
+        ({"max_fidelity": 20, "min_fidelity": 30}, "min_fidelity"),
+        ({"max_fidelity": 20, "n_seeds": 0}, "n_seeds"),
+        ({"max_fidelity": 20, "n_finalists": 0}, "n_finalists"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        plan(800, **kwargs)  # type: ignore[arg-type]
+
+
+def test_table_and_round_trip() -> None:
+    p = plan("40 trials", max_fidelity=20, n_transfer=2, lr_range_test=True)
+    table = p.table()
+    lines = table.splitlines()
+    assert lines[0].startswith("Plan: 800 epochs")
+    for name in p.names:
+        assert any(line.startswith(name) for line in lines)
+    assert "5x3=15" in table and lines[-1].startswith("total")
+    assert Plan.from_dict(p.to_dict()) == p
+    with pytest.raises(ValueError, match="no phase"):
+        p.phase("nope")
