@@ -51,3 +51,14 @@ def test_cli_module_imports_its_dependencies_lazily() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_tune_is_reachable_lazily() -> None:
+    code = (
+        "import sys, tunecraft; before = 'tunecraft.strategy' in sys.modules; "
+        "from tunecraft.strategy import tune; print(before, tunecraft.tune is tune)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["False", "True"]

@@ -20,6 +20,16 @@ from tunecraft.trial import FrozenTrial, Trial, TrialState
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # ``tc.tune`` without importing the pipeline (and scikit-learn) on ``import tunecraft``.
+    if name == "tune":
+        from tunecraft.strategy import tune
+
+        return tune
+    raise AttributeError(f"module 'tunecraft' has no attribute {name!r}")
+
+
 __all__ = [
     "FrozenTrial",
     "Sampler",
@@ -39,6 +49,7 @@ __all__ = [
     "load_study",
     "loguniform",
     "make_sampler",
+    "tune",
     "samplers",
     "schedulers",
     "space",
