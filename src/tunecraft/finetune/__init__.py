@@ -1,4 +1,9 @@
-"""Fine-tuning: strategies as one tunable choice, PEFT (LoRA, IA3, prompt, prefix), adapters.
+"""Fine-tuning: strategies as one tunable choice, PEFT, EWC, distillation, calibration.
+
+Strategies (``prepare``), PEFT (LoRA, IA3, prompt, prefix) and bottleneck adapters; forgetting
+and elastic weight consolidation; knowledge distillation; temperature scaling and calibration
+errors; checkpoint averaging and ensembles; data helpers (augmentation, mixup, few-shot
+selection, zero-shot prototypes, domain-shift evaluation).
 
 Needs the ``torch`` extra (``pip install "tunecraft[torch]"``); the PEFT strategies also need
 the ``peft`` extra (``pip install "tunecraft[peft]"``), imported only when used.
@@ -23,6 +28,50 @@ from tunecraft.finetune._adapters import (  # noqa: E402
     BottleneckAdapter,
     add_adapters,
 )
+from tunecraft.finetune._averaging import (  # noqa: E402
+    EMA,
+    SWA,
+    CheckpointAverage,
+    Ensemble,
+    average_checkpoints,
+    average_weights,
+)
+from tunecraft.finetune._calibration import (  # noqa: E402
+    ReliabilityDiagram,
+    TemperatureScaler,
+    expected_calibration_error,
+    fit_temperature,
+    max_calibration_error,
+    plot_reliability_diagram,
+    reliability_diagram,
+)
+from tunecraft.finetune._data import (  # noqa: E402
+    AugmentedData,
+    DomainShiftReport,
+    GaussianNoise,
+    Mixup,
+    PrototypeClassifier,
+    augment_batches,
+    evaluate_domain_shift,
+    few_shot_indices,
+    smoothed_cross_entropy,
+)
+from tunecraft.finetune._distill import (  # noqa: E402
+    DistillationLoss,
+    Distiller,
+    distill,
+    distillation_loss,
+)
+from tunecraft.finetune._ewc import EWC, fisher_diagonal  # noqa: E402
+from tunecraft.finetune._forgetting import (  # noqa: E402
+    ForgettingReport,
+    ForgettingTracker,
+    accuracy,
+    average_accuracy,
+    average_forgetting,
+    backward_transfer,
+    measure_forgetting,
+)
 from tunecraft.finetune._groups import LayerGroup, layer_groups  # noqa: E402
 from tunecraft.finetune._peft import (  # noqa: E402
     TextClassifier,
@@ -40,19 +89,54 @@ from tunecraft.finetune._strategies import (  # noqa: E402
 )
 
 __all__ = [
+    "EMA",
+    "EWC",
     "STRATEGIES",
+    "SWA",
     "AdaptedLayer",
+    "AugmentedData",
     "BottleneckAdapter",
+    "CheckpointAverage",
+    "DistillationLoss",
+    "Distiller",
+    "DomainShiftReport",
+    "Ensemble",
     "FineTuneSetup",
+    "ForgettingReport",
+    "ForgettingTracker",
+    "GaussianNoise",
     "GradualUnfreezing",
     "LayerGroup",
+    "Mixup",
+    "PrototypeClassifier",
+    "ReliabilityDiagram",
+    "TemperatureScaler",
     "TextClassifier",
+    "accuracy",
     "add_adapters",
+    "augment_batches",
+    "average_accuracy",
+    "average_checkpoints",
+    "average_forgetting",
+    "average_weights",
+    "backward_transfer",
     "default_target_modules",
+    "distill",
+    "distillation_loss",
+    "evaluate_domain_shift",
+    "expected_calibration_error",
+    "few_shot_indices",
+    "fisher_diagonal",
+    "fit_temperature",
     "layer_groups",
     "load_adapter",
+    "max_calibration_error",
+    "measure_forgetting",
     "merge_adapter",
+    "plot_reliability_diagram",
     "prepare",
+    "reliability_diagram",
     "save_adapter",
+    "smoothed_cross_entropy",
     "strategy_options",
 ]
