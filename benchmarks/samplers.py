@@ -7,10 +7,12 @@ Problems (all minimized):
   Ackley, Levy, Styblinski-Tang and Michalewicz (5-D);
 * ``mixed``: floats, a log float, an int and a categorical, optimum 0;
 * ``cond``: a conditional space ("booster-dependent" parameters), optimum 0;
-* scikit-learn tuning on bundled datasets (3-fold cross-validated error; optimum taken as the
-  best value any method reached in the run): ``svc-cancer`` (SVC C/gamma/kernel on breast
-  cancer), ``rf-wine`` (random forest on wine), ``sgd-digits`` (SGD classifier on digits with a
-  conditional elastic-net ratio).
+* scikit-learn tuning on bundled datasets, a continuous 3-fold cross-validated loss (optimum
+  taken as the best value any method reached in the run): ``logreg-cancer`` (logistic
+  regression's C, penalty, class weights and intercept scaling on breast cancer, log loss),
+  ``krr-diabetes`` (kernel ridge with a kernel choice and poly-only degree and coef0 on
+  diabetes, MSE), ``tree-diabetes`` (a decision tree's integer depth and leaf sizes, feature
+  share and criterion on diabetes, MSE).
 
 Each (problem, sampler, seed) runs ``max(budgets)`` sequential trials; the regret after the
 first ``b`` trials is the regret at budget ``b`` (none of the samplers is told the budget).
@@ -18,13 +20,15 @@ Reported per problem and budget: the median final regret over seeds and the norm
 ``1 - median regret / median regret of random search`` (1 = optimum, 0 = random's median,
 negative = worse than random); then the mean normalized score and the mean rank (by median
 regret) over problems. Separately, ``--timing`` measures milliseconds per suggestion (ask +
-the suggestion, objective excluded) after 50 and 200 random trials on Hartmann-6.
+the suggestion, objective excluded) of ``--timing-repeats`` consecutive suggestions, after
+50 and 200 random trials on Hartmann-6 and one untimed warm-up suggestion: the median, and
+the mean (which includes the GP's periodic hyperparameter refits, see
+``fit_kwargs["refit_growth"]`` of ``GPSampler``).
 
 Run::
 
-    python benchmarks/samplers.py --problems synthetic --seeds 10 --budgets 50 100 --jobs 2
-    python benchmarks/samplers.py --problems sklearn --seeds 3 --budgets 50 100
-    python benchmarks/samplers.py --timing --timing-trials 50 200
+    python benchmarks/samplers.py --problems all --seeds 10 --budgets 50 100 --jobs 2 --out q.json
+    python benchmarks/samplers.py --timing --timing-trials 50 200 --out t.json
     python benchmarks/samplers.py --report out1.json out2.json   # merge saved runs
 
 Peers need ``pip install "tunecraft[benchmark]"`` (optuna, cmaes, hyperopt, torch for Optuna's
@@ -186,68 +190,93 @@ def cond(c: dict[str, Any]) -> float:
     return reg + ((c["depth"] - 6) / 4) ** 2 + (math.log10(c["eta"]) - math.log10(0.05)) ** 2
 
 
+def _cv_loss(
+    make: Callable[[], Any], x: np.ndarray, y: np.ndarray, folds: Any, loss: str
+) -> float:
+    """Mean validation loss over fixed folds: mean squared error, or log loss of a binary
+    classifier (clipped probabilities). A plain loop over the folds, without
+    ``cross_val_score``'s per-call overhead, so that 10 seeds of every sampler stay cheap."""
+    total = 0.0
+    for tr, te in folds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = make().fit(x[tr], y[tr])
+        if loss == "mse":
+            total += float(((model.predict(x[te]) - y[te]) ** 2).mean())
+        else:
+            p = np.clip(model.predict_proba(x[te])[:, 1], 1e-15, 1 - 1e-15)
+            total -= float((y[te] * np.log(p) + (1 - y[te]) * np.log1p(-p)).mean())
+    return total / len(folds)
+
+
 def _sklearn_problem(name: str) -> Problem:
+    """Tuning tasks on bundled datasets with a continuous 3-fold CV loss (so that runs are
+    ranked by more than a single misclassified sample), each 10-40 ms an evaluation."""
     from sklearn import datasets
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
+    from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
-    cv = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
-    if name == "svc-cancer":
-        from sklearn.svm import SVC
+    if name == "logreg-cancer":
+        from sklearn.linear_model import LogisticRegression
 
         x, y = datasets.load_breast_cancer(return_X_y=True)
+        x = StandardScaler().fit_transform(x)
+        folds = list(StratifiedKFold(n_splits=3, shuffle=True, random_state=0).split(x, y))
+        loss = "log_loss"
         space = {
-            "C": tc.loguniform(1e-3, 1e3),
-            "gamma": tc.loguniform(1e-5, 1e1),
-            "kernel": tc.choice(["rbf", "sigmoid"]),
+            "C": tc.loguniform(1e-3, 1e2),
+            "penalty": tc.choice(["l1", "l2"]),
+            "class_weight": tc.choice([None, "balanced"]),
+            "intercept_scaling": tc.loguniform(1e-2, 1e2),
         }
 
         def build(c: dict[str, Any]) -> Any:
-            return make_pipeline(
-                StandardScaler(), SVC(C=c["C"], gamma=c["gamma"], kernel=c["kernel"])
+            return LogisticRegression(
+                solver="liblinear", max_iter=100, tol=1e-3, random_state=0, **c
             )
 
-    elif name == "rf-wine":
-        from sklearn.ensemble import RandomForestClassifier
+    elif name == "krr-diabetes":
+        from sklearn.kernel_ridge import KernelRidge
 
-        x, y = datasets.load_wine(return_X_y=True)
+        x, y = datasets.load_diabetes(return_X_y=True)
+        x = StandardScaler().fit_transform(x)
+        y = (y - y.mean()) / y.std()
+        folds = list(KFold(n_splits=3, shuffle=True, random_state=0).split(x))
+        loss = "mse"
         space = {
-            "n_estimators": tc.integer(5, 60, log=True),
-            "max_depth": tc.integer(1, 12),
-            "max_features": tc.uniform(0.05, 1.0),
-            "min_samples_leaf": tc.integer(1, 20),
-            "criterion": tc.choice(["gini", "entropy"]),
+            "alpha": tc.loguniform(1e-4, 1e2),
+            "kernel": tc.choice(["rbf", "laplacian", "poly"]),
+            "gamma": tc.loguniform(1e-4, 1e1),
+            "degree": tc.integer(2, 4).when(kernel="poly"),
+            "coef0": tc.uniform(0.0, 5.0).when(kernel="poly"),
         }
 
         def build(c: dict[str, Any]) -> Any:
-            return RandomForestClassifier(random_state=0, n_jobs=1, **c)
+            return KernelRidge(**c)
 
-    elif name == "sgd-digits":
-        from sklearn.linear_model import SGDClassifier
+    elif name == "tree-diabetes":
+        from sklearn.tree import DecisionTreeRegressor
 
-        x, y = datasets.load_digits(return_X_y=True)
+        x, y = datasets.load_diabetes(return_X_y=True)
+        y = (y - y.mean()) / y.std()
+        folds = list(KFold(n_splits=3, shuffle=True, random_state=0).split(x))
+        loss = "mse"
         space = {
-            "alpha": tc.loguniform(1e-7, 1e0),
-            "loss": tc.choice(["hinge", "log_loss", "modified_huber"]),
-            "penalty": tc.choice(["l2", "elasticnet"]),
-            "l1_ratio": tc.uniform(0.0, 1.0).when(penalty="elasticnet"),
-            "eta0": tc.loguniform(1e-4, 1e0),
-            "learning_rate": tc.choice(["optimal", "invscaling", "adaptive"]),
+            "max_depth": tc.integer(1, 20),
+            "min_samples_leaf": tc.integer(1, 50, log=True),
+            "min_samples_split": tc.integer(2, 40),
+            "max_features": tc.uniform(0.1, 1.0),
+            "criterion": tc.choice(["squared_error", "friedman_mse", "absolute_error"]),
         }
 
         def build(c: dict[str, Any]) -> Any:
-            return make_pipeline(
-                StandardScaler(), SGDClassifier(random_state=0, max_iter=30, tol=1e-3, **c)
-            )
+            return DecisionTreeRegressor(random_state=0, **c)
 
     else:
         raise ValueError(name)
 
     def fn(c: dict[str, Any]) -> float:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return 1.0 - float(cross_val_score(build(c), x, y, cv=cv).mean())
+        return _cv_loss(lambda: build(c), x, y, folds, loss)
 
     return Problem(name, space, fn, None, "sklearn")
 
@@ -289,7 +318,7 @@ SYNTHETIC = {
         0.0,
     ),
 }
-SKLEARN = ("svc-cancer", "rf-wine", "sgd-digits")
+SKLEARN = ("logreg-cancer", "krr-diabetes", "tree-diabetes")
 
 
 def get_problem(name: str) -> Problem:
@@ -498,10 +527,11 @@ def time_suggestions(sampler: str, n: int, repeats: int) -> list[float]:
         for c in warm:
             study.enqueue(c)
             study.tell(study.ask(), prob.fn(c))
-        for _ in range(repeats):
+        for i in range(repeats + 1):  # the first suggestion warms up, untimed
             t0 = time.perf_counter()
             trial = study.ask()
-            out.append(1e3 * (time.perf_counter() - t0))
+            if i:
+                out.append(1e3 * (time.perf_counter() - t0))
             study.tell(trial, prob.fn(trial.config))
     elif sampler.startswith("optuna"):
         import optuna
@@ -513,11 +543,12 @@ def time_suggestions(sampler: str, n: int, repeats: int) -> list[float]:
             study.add_trial(
                 optuna.trial.create_trial(params=c, distributions=dists, value=prob.fn(c))
             )
-        for _ in range(repeats):
+        for i in range(repeats + 1):
             t0 = time.perf_counter()
             trial = study.ask()
             config = _optuna_config(trial, space)
-            out.append(1e3 * (time.perf_counter() - t0))
+            if i:
+                out.append(1e3 * (time.perf_counter() - t0))
             study.tell(trial, prob.fn(config))
     else:
         from hyperopt import STATUS_OK, Trials, fmin, tpe
@@ -535,13 +566,13 @@ def time_suggestions(sampler: str, n: int, repeats: int) -> list[float]:
             objective,
             _hyperopt_space(space),
             algo=tpe.suggest,
-            max_evals=n + repeats,
+            max_evals=n + repeats + 1,
             trials=Trials(),
             rstate=np.random.default_rng(0),
             show_progressbar=False,
             points_to_evaluate=warm,
         )
-        out = [1e3 * (stamps[i][0] - stamps[i - 1][1]) for i in range(n, n + repeats)]
+        out = [1e3 * (stamps[i][0] - stamps[i - 1][1]) for i in range(n + 1, n + repeats + 1)]
     return out
 
 
@@ -589,6 +620,11 @@ def report(results: list[dict[str, Any]], budgets: list[int]) -> str:
             + " |"
         )
         lines.append(
+            "| median score | | "
+            + " | ".join(f"{statistics.median(scores[s]):.3f}" for s in samplers)
+            + " |"
+        )
+        lines.append(
             "| **mean rank** | | "
             + " | ".join(f"**{statistics.mean(ranks[s]):.2f}**" for s in samplers)
             + " |"
@@ -612,14 +648,15 @@ def _ranks(sorted_values: list[float]) -> list[float]:
 def timing_report(timing: dict[str, dict[str, list[float]]]) -> str:
     ns = sorted({int(n) for per in timing.values() for n in per})
     lines = [
-        "| sampler | " + " | ".join(f"ms/suggestion at {n}" for n in ns) + " |",
+        "| sampler | " + " | ".join(f"ms/suggestion at {n}: median (mean)" for n in ns) + " |",
         "|---|" + "---|" * len(ns),
     ]
     for s in SAMPLERS:
         if s in timing:
+            runs = [timing[s].get(str(n)) for n in ns]
             cells = [
-                f"{statistics.median(timing[s][str(n)]):.1f}" if str(n) in timing[s] else "-"
-                for n in ns
+                f"{statistics.median(r):.1f} ({statistics.mean(r):.1f})" if r else "-"
+                for r in runs
             ]
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -642,7 +679,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--report", nargs="+", help="only report saved JSON results (merged)")
     ap.add_argument("--timing", action="store_true", help="measure ms per suggestion")
     ap.add_argument("--timing-trials", type=int, nargs="+", default=[50, 200])
-    ap.add_argument("--timing-repeats", type=int, default=5)
+    ap.add_argument("--timing-repeats", type=int, default=21)
     args = ap.parse_args(argv)
     _quiet()
 
@@ -693,24 +730,28 @@ def main(argv: list[str] | None = None) -> None:
         n = max(args.budgets)
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         jobs = [(s, p, seed, n) for p in names for seed in seeds for s in args.samplers]
-        # the slow peer first, so that the pool ends with short jobs
-        jobs.sort(key=lambda j: (j[0] != "optuna-gp", j[1]))
+        # seed by seed (a run cut short still has whole seeds for every sampler), the slow
+        # peer first within a seed
+        jobs.sort(key=lambda j: (j[2], j[0] != "optuna-gp", j[1]))
         t0 = time.time()
+
+        def done(i: int, r: dict[str, Any]) -> None:
+            out["results"].append(r)
+            if i % 20 == 0:
+                print(f"{i + 1}/{len(jobs)} jobs, {time.time() - t0:.0f}s", file=sys.stderr)
+                if args.out:  # partial results survive an interrupted run
+                    with open(args.out, "w") as fh:
+                        json.dump(out, fh)
+
         if args.jobs > 1:
             import multiprocessing as mp
 
             with mp.get_context("spawn").Pool(args.jobs) as pool:
-                for i, r in enumerate(pool.imap_unordered(_job, jobs)):
-                    out["results"].append(r)
-                    if i % 20 == 0:
-                        print(
-                            f"{i + 1}/{len(jobs)} jobs, {time.time() - t0:.0f}s", file=sys.stderr
-                        )
+                for i, r in enumerate(pool.imap(_job, jobs)):
+                    done(i, r)
         else:
             for i, job in enumerate(jobs):
-                out["results"].append(_job(job))
-                if i % 20 == 0:
-                    print(f"{i + 1}/{len(jobs)} jobs, {time.time() - t0:.0f}s", file=sys.stderr)
+                done(i, _job(job))
         for r in out["results"]:
             if "error" in r:
                 print(f"skipped {r['sampler']}: {r['error']}", file=sys.stderr)

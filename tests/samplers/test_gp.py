@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 
@@ -16,6 +17,7 @@ from tunecraft.samplers import GPSampler, History
 from tunecraft.samplers._encoding import Encoder
 from tunecraft.samplers._gp.acquisition import Acquisition, log_ei, log_h
 from tunecraft.samplers._gp.fit import GPModel, fit_gp, neg_log_posterior, warp_outputs
+from tunecraft.samplers._gp.sampler import refit_point
 
 
 def branin(c: dict) -> float:
@@ -298,3 +300,77 @@ def test_bad_acquisition_options_fail_at_construction(
 ) -> None:
     with pytest.raises(error, match=match):
         tc.make_sampler("gp", seed=0, options=options)
+
+
+# -- hyperparameter reuse ------------------------------------------------------------------------
+def test_refit_points_depend_on_n_only_and_grow_geometrically() -> None:
+    points = [refit_point(n, 0.1) for n in range(1, 400)]
+    assert points[:29] == list(range(1, 30))  # refitted at every trial below 30
+    assert all(p <= n for n, p in zip(range(1, 400), points, strict=True))
+    assert points == sorted(points)
+    later = sorted(set(points[29:]))
+    ratios = [b / a for a, b in itertools.pairwise(later)]
+    assert min(ratios) > 1.05 and max(ratios) < 1.15
+    assert all(refit_point(n, 0.0) == n for n in (5, 30, 77, 301))
+
+
+_FRESH_CHILD = """
+import json, sys
+import tunecraft as tc
+from tunecraft.samplers import GPSampler, History
+configs, values, seed, number = json.loads(sys.argv[1])
+space = tc.Space({"x": tc.uniform(-5, 10), "y": tc.uniform(0, 15)})
+study = tc.Study(space, sampler=tc.make_sampler("random", seed=0))
+for c, v in zip(configs, values):
+    study.enqueue(c)
+    study.tell(study.ask(), v)
+history = History(study.trials, "minimize")
+print(json.dumps(GPSampler(seed=seed).suggest(space, history, number)))
+"""
+
+
+def test_reused_hyperparameters_match_a_fresh_process() -> None:
+    """From 30 trials on, a suggestion reuses hyperparameters fitted to a prefix of the
+    history; a process that never saw the earlier suggestions must propose the same point."""
+    import json
+    import subprocess
+    import sys
+
+    study = tc.Study(BRANIN_SPACE, sampler=tc.make_sampler("gp", seed=3))
+    study.optimize(lambda t: branin(t.config), n_trials=35)  # fills the cache at 30 and 33
+    trials = [t for t in study.trials if t.state.value == "complete"]
+    space = tc.Space(BRANIN_SPACE)
+    here = study.sampler.suggest(space, History(trials, "minimize"), 35)
+    payload = json.dumps([[t.config for t in trials], [t.value for t in trials], 3, 35])
+    out = subprocess.run(
+        [sys.executable, "-c", _FRESH_CHILD, payload],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(out.stdout) == json.loads(json.dumps(here))
+
+
+def test_refit_growth_is_validated() -> None:
+    with pytest.raises(InvalidParameterError, match="refit_growth"):
+        GPSampler(fit_kwargs={"refit_growth": 2.0})
+    with pytest.raises(InvalidParameterError, match="refit_growth"):
+        GPSampler(fit_kwargs={"refit_growth": "often"})
+    assert GPSampler(fit_kwargs={"refit_growth": 0}).fit_kwargs == {"refit_growth": 0}
+
+
+def test_fast_yeo_johnson_matches_scipy() -> None:
+    from scipy import stats
+
+    from tunecraft.samplers._gp.fit import _yeojohnson, _yeojohnson_lambda
+
+    rng = np.random.default_rng(0)
+    for y in (rng.standard_normal(40), rng.lognormal(0, 1.0, 60), -rng.gamma(2.0, 1.0, 30)):
+        z = (y - y.mean()) / y.std()
+        for lam in (-1.5, 0.0, 0.7, 2.0):
+            np.testing.assert_allclose(_yeojohnson(z, lam), stats.yeojohnson(z, lmbda=lam))
+        lam = _yeojohnson_lambda(z)
+        best = float(np.clip(stats.yeojohnson_normmax(z, brack=(-2, 2)), -2, 2))
+        # as likely as scipy's optimum, within the grid's resolution
+        assert stats.yeojohnson_llf(lam, z) >= stats.yeojohnson_llf(best, z) - 1e-2

@@ -48,8 +48,19 @@ class History:
 
     @property
     def pending(self) -> list[FrozenTrial]:
-        """Trials running, paused or waiting: work in flight that a sampler should not repeat."""
+        """Trials running, paused or waiting: configs already in the study without a final
+        value, which a sampler should not propose again."""
         return self.with_state(TrialState.RUNNING, TrialState.PAUSED, TrialState.WAITING)
+
+    @property
+    def running(self) -> list[FrozenTrial]:
+        """Trials running or waiting to start: work in flight whose outcome is unknown.
+
+        Unlike :attr:`pending` it leaves out paused trials: a scheduler paused those after
+        seeing their intermediate values (often to resume the promising ones), so a sampler
+        should not repeat them but has no reason to count them as bad.
+        """
+        return self.with_state(TrialState.RUNNING, TrialState.WAITING)
 
     def sign(self) -> float:
         """``+1`` to minimize, ``-1`` to maximize: multiply values by it to always minimize."""

@@ -18,6 +18,8 @@ from tunecraft.space import Space
 __all__ = ["TPESampler"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_CAT_EPS = 0.2  # a categorical kernel's mass spread over the other options
+_WIDTH_FLOOR = 0.15  # with categoricals, widths are at least this times k ** (-1 / (d + 4))
 
 
 class _Parzen:
@@ -36,7 +38,7 @@ class _Parzen:
         obs: np.ndarray,
         weights: np.ndarray,
         prior_weight: float,
-        bandwidth: float,
+        bandwidth: float | None,
         eps: float,
     ) -> None:
         self.enc, self.obs = enc, obs
@@ -45,13 +47,21 @@ class _Parzen:
         self.log_w = np.log(w / w.sum())
         self.w = w / w.sum()
         d_eff = max(1, enc.d)
-        sigma = bandwidth * max(k, 1) ** (-1.0 / (d_eff + 4))
-        self.sigma = np.full(enc.d, sigma)
+        if bandwidth is not None:
+            sigma = bandwidth * max(k, 1) ** (-1.0 / (d_eff + 4))
+            self.sigma = np.full((max(k, 1), enc.d), sigma)
+        else:
+            # With categoricals, keep numeric kernels from getting so narrow that their
+            # density ratio drowns the categorical one: a first-found option then wins every
+            # comparison and the others are never tried again.
+            floor = _WIDTH_FLOOR * max(k, 1) ** (-1.0 / (d_eff + 4)) if enc.is_cat.any() else 0.0
+            self.sigma = np.maximum(_neighbour_bandwidths(obs), floor)
         # at least half a bin for ints, so a kernel reaches the neighbouring values
         for i, p in enc._ints:
             if not p.log:
-                self.sigma[i] = max(sigma, 0.5 / p.n_values)
+                self.sigma[:, i] = np.maximum(self.sigma[:, i], 0.5 / p.n_values)
         self.eps = eps
+        self._log_const: np.ndarray | None = None
         self.n_opt = np.where(enc.is_cat, enc.n_options, 1)
         self.codes = np.where(
             enc.is_cat & ~np.isnan(obs),
@@ -73,7 +83,7 @@ class _Parzen:
         idx = comp[is_obs]
         mu = self.obs[idx]  # (m', d) with nan
         have = ~np.isnan(mu)
-        sig = self.sigma[None, :]
+        sig = self.sigma[idx]
         mu0 = np.nan_to_num(mu, nan=0.5)
         lo, hi = ndtr((0.0 - mu0) / sig), ndtr((1.0 - mu0) / sig)
         r = rng.random(mu.shape)
@@ -86,29 +96,62 @@ class _Parzen:
 
     def log_pdf(self, x: np.ndarray, active: np.ndarray) -> np.ndarray:
         """Log density of snapped points ``x`` over their active coordinates."""
-        from scipy.special import logsumexp, ndtr
+        from scipy.special import ndtr
 
-        obs = self.obs[None, :, :]  # (1, k, d)
-        have = ~np.isnan(obs)
-        mu = np.nan_to_num(obs, nan=0.5)
-        sig = self.sigma[None, None, :]
-        xx = x[:, None, :]
-        z = (xx - mu) / sig
-        norm = np.log(np.maximum(ndtr((1.0 - mu) / sig) - ndtr(-mu / sig), 1e-300))
-        log_num = -0.5 * z * z - _LOG_SQRT_2PI - np.log(sig) - norm
-        xcode = np.minimum(np.floor(x * self.n_opt), self.n_opt - 1)[:, None, :]
-        match = xcode == self.codes[None, :, :]
-        log_unif_cat = -np.log(self.n_opt)[None, None, :]
-        log_cat = np.where(
-            match, np.log(1 - self.eps + self.eps / self.n_opt), np.log(self.eps / self.n_opt)
-        )
-        per = np.where(self.enc.is_cat[None, None, :], log_cat, log_num)
-        per = np.where(have, per, np.where(self.enc.is_cat, log_unif_cat, 0.0))
-        per = np.where(active[:, None, :], per, 0.0)
-        comp = per.sum(-1)  # (m, k)
-        prior = np.where(active & self.enc.is_cat, -np.log(self.n_opt), 0.0).sum(-1)
+        if self._log_const is None:  # the truncated normals' constants, once per mixture
+            mu = np.nan_to_num(self.obs, nan=0.5)
+            sig = self.sigma[: len(self.obs)]
+            mass = ndtr((1.0 - mu) / sig) - ndtr(-mu / sig)
+            self._log_const = -_LOG_SQRT_2PI - np.log(sig) - np.log(np.maximum(mass, 1e-300))
+        have = ~np.isnan(self.obs)[None, :, :]
+        z = (x[:, None, :] - np.nan_to_num(self.obs, nan=0.5)[None]) / self.sigma[
+            None, : len(self.obs)
+        ]
+        log_num = -0.5 * z * z + self._log_const[None]
+        per = log_num
+        is_cat = self.enc.is_cat
+        if is_cat.any():
+            xcode = np.minimum(np.floor(x * self.n_opt), self.n_opt - 1)[:, None, :]
+            match = xcode == self.codes[None, :, :]
+            log_cat = np.where(
+                match,
+                np.log(1 - self.eps + self.eps / self.n_opt),
+                np.log(self.eps / self.n_opt),
+            )
+            per = np.where(is_cat[None, None, :], log_cat, per)
+        if not have.all():  # an observation's inactive parameter: uniform in its kernel
+            per = np.where(have, per, np.where(is_cat, -np.log(self.n_opt), 0.0))
+        if not active.all():
+            per = np.where(active[:, None, :], per, 0.0)
+        comp = per.sum(-1) + self.log_w[None, :-1]  # (m, k)
+        prior = np.where(active & is_cat, -np.log(self.n_opt), 0.0).sum(-1) + self.log_w[-1]
         allc = np.concatenate([comp, prior[:, None]], axis=1)
-        return np.asarray(logsumexp(allc + self.log_w[None, :], axis=1))
+        top = allc.max(axis=1, keepdims=True)
+        return np.asarray(top[:, 0] + np.log(np.exp(allc - top).sum(axis=1)))
+
+
+def _neighbour_bandwidths(obs: np.ndarray) -> np.ndarray:
+    """``(k, d)`` kernel widths: in each dimension, the larger gap from an observation to its
+    sorted neighbours (the cube's ends count as neighbours), clipped to
+    ``[1 / min(100, k + 2), 1]`` so that widths shrink as data accumulates but never collapse."""
+    k, d = obs.shape
+    out = np.full((max(k, 1), d), 1.0)
+    if k == 0:
+        return out
+    lo = 1.0 / min(100.0, k + 2.0)
+    for j in range(d):
+        col = obs[:, j]
+        have = np.flatnonzero(~np.isnan(col))
+        if not len(have):
+            continue
+        order = have[np.argsort(col[have], kind="stable")]
+        pts = np.concatenate([[0.0], col[order], [1.0]])
+        gaps = np.diff(pts)
+        width = np.maximum(gaps[:-1], gaps[1:])
+        if len(order) >= 2:  # the outermost kernels look inwards, not at the cube's end
+            width[0], width[-1] = gaps[1], gaps[-2]
+        out[order, j] = width
+    return np.clip(out, lo, 1.0)
 
 
 def _required(value: int | None) -> int:
@@ -127,7 +170,9 @@ class TPESampler(Sampler):
 
     After ``n_startup_trials`` Sobol trials, the finished trials are split into the best
     ``min(ceil(gamma * n), 25)`` ("good") and the rest ("bad"); running trials join the bad
-    group, so parallel workers are steered away from work in flight. Each group becomes a
+    group, so parallel workers are steered away from work in flight (paused trials do not:
+    a scheduler paused them knowing their intermediate values; they are only never proposed
+    again). Each group becomes a
     Parzen mixture over the whole unit cube (one product kernel a trial, so dependencies between
     parameters are kept); ``n_candidates`` points are drawn from the good mixture and the one
     with the highest ratio good / bad density is proposed. Log parameters live on a log scale,
@@ -140,8 +185,13 @@ class TPESampler(Sampler):
         n_candidates: Candidates drawn from the good mixture per suggestion.
         gamma: Share of finished trials that count as good.
         prior_weight: Weight of the uniform component in each mixture (1 = one trial).
-        bandwidth: Kernel width scale in the unit cube (shrinks as ``n ** (-1 / (d + 4))``).
-        consider_pending: Count running trials as bad.
+        bandwidth: ``None`` (default): each kernel's width in each dimension is the larger
+            gap to its neighbouring observations, clipped to ``[1 / min(100, k + 2), 1]``
+            for ``k`` observations, so widths follow the data's density and shrink as it
+            accumulates (in spaces with categoricals, at least ``0.15 * k ** (-1 / (d + 4))``,
+            so the categoricals stay explored). A number: one width for all,
+            ``bandwidth * k ** (-1 / (d + 4))`` (Scott's rule in ``d`` dimensions).
+        consider_pending: Count running (not paused) trials as bad.
 
     Example:
         >>> import tunecraft as tc
@@ -159,7 +209,7 @@ class TPESampler(Sampler):
         n_candidates: int = 24,
         gamma: float = 0.15,
         prior_weight: float = 1.0,
-        bandwidth: float = 0.3,
+        bandwidth: float | None = None,
         consider_pending: bool = True,
     ) -> None:
         super().__init__(seed=seed)
@@ -174,7 +224,7 @@ class TPESampler(Sampler):
                 f"The 'gamma' parameter of TPESampler must be in (0, 1], got {gamma!r}."
             )
         self.prior_weight = _positive(prior_weight, "prior_weight")
-        self.bandwidth = _positive(bandwidth, "bandwidth")
+        self.bandwidth = None if bandwidth is None else _positive(bandwidth, "bandwidth")
         self.consider_pending = bool(consider_pending)
         self._startup = SobolSampler(seed=self._entropy)
         self._encoders: dict[Space, Encoder] = {}
@@ -198,25 +248,23 @@ class TPESampler(Sampler):
         good, bad = u[order[:n_good]], u[order[n_good:]]
         bad_w = np.ones(len(bad))
         pending = [t.config for t in history.pending if t.number != number and t.config]
-        if self.consider_pending and pending:
-            bad = np.vstack([bad, enc.encode_configs(pending)])
-            bad_w = np.concatenate([bad_w, np.ones(len(pending))])
-        eps = 0.2
-        lx = _Parzen(enc, good, np.ones(len(good)), self.prior_weight, self.bandwidth, eps)
-        gx = _Parzen(enc, bad, bad_w, self.prior_weight, self.bandwidth, eps)
+        running = [t.config for t in history.running if t.number != number and t.config]
+        if self.consider_pending and running:
+            bad = np.vstack([bad, enc.encode_configs(running)])
+            bad_w = np.concatenate([bad_w, np.ones(len(running))])
+        lx = _Parzen(enc, good, np.ones(len(good)), self.prior_weight, self.bandwidth, _CAT_EPS)
+        gx = _Parzen(enc, bad, bad_w, self.prior_weight, self.bandwidth, _CAT_EPS)
         rng = self.rng(number)
         cand = enc.snap(lx.sample(rng, self.n_candidates))
         active = enc.active(cand)
         score = lx.log_pdf(cand, active) - gx.log_pdf(cand, active)
         taken_f = enc.features(np.vstack([u, enc.encode_configs(pending)]) if pending else u)
-        taken = {
-            np.round(taken_f.cont[i], 9).tobytes() + taken_f.cat[i].tobytes()
-            for i in range(len(taken_f.cont))
-        }
+        tc_round = np.round(taken_f.cont, 9)
+        taken = {tc_round[i].tobytes() + taken_f.cat[i].tobytes() for i in range(len(tc_round))}
         cf = enc.features(cand, active)
+        cc_round = np.round(cf.cont, 9)
         for i in np.argsort(-score, kind="stable"):
-            key = np.round(cf.cont[i], 9).tobytes() + cf.cat[i].tobytes()
-            if key not in taken:
+            if cc_round[i].tobytes() + cf.cat[i].tobytes() not in taken:
                 return enc.decode(cand[i])
         return space.sample(rng)
 

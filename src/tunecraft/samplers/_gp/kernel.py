@@ -46,7 +46,12 @@ class Hyper:
 def matern52(r2: np.ndarray) -> np.ndarray:
     """Matérn-5/2 correlation as a function of the squared scaled distance."""
     r = np.sqrt(np.maximum(r2, 0.0))
-    return (1.0 + _SQRT5 * r + (5.0 / 3.0) * r2) * np.exp(-_SQRT5 * r)
+    r *= _SQRT5
+    out = np.exp(-r)
+    r += 1.0
+    r += (5.0 / 3.0) * r2
+    out *= r
+    return out
 
 
 def matern52_dr2(r2: np.ndarray) -> np.ndarray:
