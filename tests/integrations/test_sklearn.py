@@ -364,6 +364,10 @@ def test_iterations_in_the_pipeline_give_holdout_curves(cancer: Any) -> None:
     assert result.score == pytest.approx(np.mean(best))
     finalist = result.validation[0]
     assert all(len(curve) == 5 for curve in finalist.train_curves.values())
+    # Its curves are holdout values (it trains on the validation data too): they do not
+    # choose the finalist, the search values do, and the holdout score stays unbiased.
+    assert finalist.validation_mean is None and finalist.curves
+    assert result.selected_by == "search" and not result.optimistic
 
 
 def test_the_holdout_data_never_changes_the_search(cancer: Any) -> None:

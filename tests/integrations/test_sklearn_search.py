@@ -105,6 +105,20 @@ def test_fit_predict_score_and_attributes(fitted: TuneSearchCV, iris: Any) -> No
     assert is_classifier(s)
 
 
+def test_a_holdout_fit_costs_one_fold_and_does_not_choose(fitted: TuneSearchCV) -> None:
+    result = fitted.search_result_
+    plan = result.plan
+    assert plan.validation_run_cost == 1  # one fit on the search data, not 3 fold fits
+    n_held = len(fitted.holdout_results_["holdout_score"])
+    assert result.spent["validate"].units == pytest.approx(n_held * 1)
+    # The fold fits of the search plus one per holdout fit stay within the budget.
+    search_fits = int(np.nansum(fitted.cv_results_["n_folds"]))
+    assert search_fits + n_held <= BUDGET
+    assert sum(sp.units for sp in result.spent.values()) <= BUDGET
+    # The holdout only scores the choice (its runs report no cross-validation metric).
+    assert result.selected_by == "search" and not result.optimistic
+
+
 def test_cv_results_are_consistent(fitted: TuneSearchCV) -> None:
     r = fitted.cv_results_
     n = len(r["params"])

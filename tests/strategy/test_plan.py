@@ -191,7 +191,48 @@ def test_table_and_round_trip() -> None:
     assert lines[0].startswith("Plan: 800 epochs")
     for name in p.names:
         assert any(line.startswith(name) for line in lines)
-    assert "5x3=15" in table and lines[-1].startswith("total")
+    assert "5x3=15" in table and lines[-2].startswith("total")
     assert Plan.from_dict(p.to_dict()) == p
     with pytest.raises(ValueError, match="no phase"):
         p.phase("nope")
+
+
+def test_table_says_where_the_validation_surplus_goes() -> None:
+    p = plan("40 trials", max_fidelity=20)  # validate asked 480, needs 5 x 3 x 20 = 300
+    note = p.table().splitlines()[-1]
+    assert note == p.surplus_note()
+    assert "validate needs 38% of its 60%" in note
+    assert "the other 180 epochs go to refine (30% -> 53%, with explore's rounding (2))" in note
+    # The rows' shares are what each phase gets: cost / budget, adding up to 1.
+    assert sum(r.share for r in p.phases) == pytest.approx(1.0)
+    assert all(r.share == pytest.approx(r.cost / p.budget) for r in p.phases)
+    assert p.phase("refine").share == pytest.approx(0.3 + 180 / 800 + (80 - 78) / 800)
+    # No surplus, no note: 20 trials of 20 allow exactly 4 finalists x 3 seeds (240 of 240).
+    exact = plan(400, max_fidelity=20)
+    assert exact.surplus_note() == "" and exact.table().splitlines()[-1].startswith("total")
+    # A plan stored before the shares were kept reads back and prints without the note.
+    old = p.to_dict()
+    del old["shares"], old["validation_cost"]
+    assert Plan.from_dict(old).surplus_note() == ""
+
+
+def test_validation_cost_is_what_a_final_run_costs() -> None:
+    # Cross-validation with 5 folds as the fidelity: a holdout run is one fit.
+    p = plan("30 trials", max_fidelity=5, unit="folds", validation_cost=1)
+    validate = p.phase("validate")
+    assert (p.n_finalists, validate.runs, validate.fidelity) == (5, 15, 5)
+    assert validate.cost == validate.allotted == 15 * 1
+    assert p.validation_run_cost == 1
+    # What validation does not need goes to refine; the plan still spends the budget.
+    full = plan("30 trials", max_fidelity=5, unit="folds")
+    assert full.phase("validate").cost == 75 and full.validation_run_cost == 5
+    assert p.phase("refine").allotted == pytest.approx(full.phase("refine").allotted + 60)
+    assert p.cost == pytest.approx(150) and full.cost == pytest.approx(150)
+    assert "folds each" in p.table() and "costs 1" in p.table()
+    assert Plan.from_dict(p.to_dict()) == p
+    # A cheap validation run makes a small budget possible; the error uses its cost.
+    plan(40, max_fidelity=20, n_seeds=3, validation_cost=4)
+    with pytest.raises(ValueError, match="3 seeds x 4 = 12"):
+        plan(15, max_fidelity=20, n_seeds=3, validation_cost=4)
+    with pytest.raises(ValueError, match="validation_cost"):
+        plan(800, max_fidelity=20, validation_cost=0)

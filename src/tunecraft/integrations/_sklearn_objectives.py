@@ -620,6 +620,7 @@ class IterativeObjective(_Objective):
         if final:  # train on everything the search had; score the holdout; keep both curves
             X_fit, y_fit = _concat(self.X_train, self.X_val), _concat(self.y_train, self.y_val)
             X_eval, y_eval = self.holdout  # type: ignore[misc]
+            _mark_holdout_curve(trial)
         else:
             X_fit, y_fit, X_eval, y_eval = self.X_train, self.y_train, self.X_val, self.y_val
         sign = self._sign(trial)
@@ -652,6 +653,16 @@ class IterativeObjective(_Objective):
         if math.isnan(score):  # resumed at or past the budget: score what exists
             score = float(self.scorer(est, X_eval, y_eval))
         return sign * score
+
+
+def _mark_holdout_curve(trial: Any) -> None:
+    """Tell the pipeline that this run reports holdout values (it trains on the validation
+    data too), so they do not choose among its finalists."""
+    from tunecraft.strategy._pipeline import CURVE_SPLIT_ATTR
+
+    set_attr = getattr(trial, "set_user_attr", None)
+    if callable(set_attr):
+        set_attr(CURVE_SPLIT_ATTR, "holdout")
 
 
 def _report(trial: Any, value: float, step: int, train: float) -> None:

@@ -62,6 +62,9 @@ def _run_search(
     from tunecraft.strategy import tune
 
     storage = get_storage(storage)  # kept, to read every trial back (a resumed run's too)
+    options = dict(options)
+    if objective.holdout is not None:  # a holdout run is one fit on the search data, not k
+        options.setdefault("validation_cost", 1)
     result = tune(
         objective,
         space,
@@ -199,7 +202,8 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
             notation (``"log-uniform(1e-3, 10)"``); keys are parameters of ``estimator``
             (``step__param`` inside a pipeline).
         budget: Total compute in fold fits (an int >= 1; one configuration fully
-            cross-validated costs ``n_splits``). ``None``: 30 full cross-validations.
+            cross-validated costs ``n_splits``; one final-validation fit on the holdout costs
+            one). ``None``: 30 full cross-validations.
         cv: Folds, as in :func:`~sklearn.model_selection.check_cv` (an int is stratified for
             classifiers).
         scoring: A scorer name, a callable ``scorer(estimator, X, y)``, or ``None`` (the

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tunecraft._validation import check_choice, check_float, check_int
 from tunecraft.exceptions import InvalidParameterError, TunecraftError
 from tunecraft.logging import get_logger
+from tunecraft.schedulers import Decision, Scheduler
 from tunecraft.space import Categorical, Int, Param, Space
 from tunecraft.storage import Storage, get_storage
 from tunecraft.strategy._plan import Budget, Plan, check_shares, plan
@@ -55,6 +56,10 @@ _SEARCH_PHASES = ("transfer", "explore", "refine")
 #: User attributes the pipeline adds besides the trial's budget, seed, phase and split.
 FINALIST_ATTR = "tc.finalist"
 WARM_ATTR = "tc.warm_start"
+#: Set to ``"holdout"`` by an objective whose final-validation runs report holdout values as
+#: intermediates (it trains on the validation data too): they then cannot choose a finalist.
+CURVE_SPLIT_ATTR = "tc.curve_split"
+_SELECT = ("validation", "holdout")
 _JOURNAL_ATTR = "tc.record"
 _KILLED = ("interrupted", "stale", "KeyboardInterrupt", "SystemExit", "GeneratorExit")
 _LR_NAMES = ("lr", "learning_rate")
@@ -93,13 +98,14 @@ class TuneResult:
         name: The pipeline's name (its studies are ``f"{name}.explore"`` and so on).
         direction: ``"minimize"`` or ``"maximize"``.
         plan: The :class:`~tunecraft.strategy.Plan` decided before any trial ran.
-        best_config: The finalist with the best mean holdout score (the config the objective
+        best_config: The chosen finalist (see :attr:`selected_by`; the config the objective
             received: fixed parameters included, learning rate scaled).
         score: Its mean holdout score: the estimate to report (``None`` when no validation
-            run finished).
+            run finished). Unbiased unless :attr:`optimistic`.
         score_std: Standard deviation of that score over seeds.
         score_ci: Its 95% confidence interval.
-        validation: One :class:`FinalistResult` per finalist, best mean first.
+        validation: One :class:`FinalistResult` per finalist, the chosen one first, then in
+            the order of the choice's criterion.
         search_value: The best value the search itself saw (validation split, possibly at a
             shorter fidelity): what a plain search would claim.
         importance: Importance of each hyperparameter from the explore phase (with
@@ -110,6 +116,11 @@ class TuneResult:
         transfer_notes: How prior and default configurations were mapped into the space.
         lr_range_test: The learning-rate range test's curve, suggestion and new range.
         studies: ``{phase: study name}``.
+        selected_by: What chose the finalist: ``"validation"`` (the mean over seeds of the
+            validation metric the final runs reported last), ``"search"`` (when the final
+            runs report no validation metric: the best search value among the finalists
+            found at the highest fidelity), or ``"holdout"`` (the holdout itself:
+            ``select="holdout"``, or nothing else to choose by).
     """
 
     name: str
@@ -128,6 +139,13 @@ class TuneResult:
     transfer_notes: list[str] = field(default_factory=list)
     lr_range_test: dict[str, Any] | None = None
     studies: dict[str, str] = field(default_factory=dict)
+    selected_by: str = "holdout"
+
+    @property
+    def optimistic(self) -> bool:
+        """Whether :attr:`score` is biased toward good: the holdout chose among several
+        finalists and also scored the chosen one (the winner's curse)."""
+        return self.selected_by == "holdout" and len(self.validation) > 1
 
     @property
     def best_finalist(self) -> FinalistResult | None:
@@ -136,7 +154,19 @@ class TuneResult:
 
     def validation_table(self) -> str:
         """The finalists, one row each: holdout mean, std, interval, search value, flags."""
-        rows = [("#", "holdout mean", "std", "95% CI", "seeds", "search value", "from", "flags")]
+        rows = [
+            (
+                "#",
+                "holdout mean",
+                "std",
+                "95% CI",
+                "seeds",
+                "validation",
+                "search value",
+                "from",
+                "flags",
+            )
+        ]
         for i, f in enumerate(self.validation):
             ci = "-" if math.isnan(f.ci[0]) else f"[{f.ci[0]:.4g}, {f.ci[1]:.4g}]"
             rows.append(
@@ -146,7 +176,8 @@ class TuneResult:
                     "-" if math.isnan(f.std) else f"{f.std:.2g}",
                     ci,
                     str(f.n),
-                    "-" if f.search_value is None else f"{f.search_value:.4g}",
+                    _fmt(f.validation_mean),
+                    _fmt(f.search_value),
                     f.source,
                     ", ".join(f.flags) or "-",
                 )
@@ -154,7 +185,7 @@ class TuneResult:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         return "\n".join(
             "  ".join(
-                c.ljust(w) if j in (6, 7) else c.rjust(w)
+                c.ljust(w) if j in (7, 8) else c.rjust(w)
                 for j, (c, w) in enumerate(zip(r, widths, strict=True))
             ).rstrip()
             for r in rows
@@ -210,10 +241,29 @@ class TuneResult:
                 f"Holdout score: {self.score:.4g}{ci}; best search value was "
                 f"{_fmt(self.search_value)}"
             )
+            parts.append(self._selection_note())
         return "\n".join(parts)
 
     def __str__(self) -> str:
         return self.summary()
+
+    def _selection_note(self) -> str:
+        if self.selected_by == "validation":
+            return (
+                "Chosen by the validation metric of the final runs (mean over seeds); the "
+                "holdout only scored it, so the holdout score is an unbiased estimate."
+            )
+        if self.selected_by == "search":
+            return (
+                "Chosen by the finalists' search values (the final runs reported no validation "
+                "metric); the holdout only scored it, so the holdout score is unbiased."
+            )
+        if not self.optimistic:
+            return "One finalist: the holdout score is an unbiased estimate."
+        return (
+            "Chosen by the holdout score itself: the best of several noisy means, so the "
+            "holdout score is optimistic (the winner's curse)."
+        )
 
 
 class BudgetedSearch:
@@ -237,7 +287,7 @@ class BudgetedSearch:
     Args:
         objective, space, budget, max_fidelity, direction, storage, name, seed, prior,
             defaults, lr_scaling, lr_find, shares, n_finalists, n_seeds, scheduler, timeout,
-            verbose: As in :func:`tune`.
+            select, validation_cost, verbose: As in :func:`tune`.
         min_fidelity: The shortest run worth doing (default 1 for an int ``max_fidelity``).
         unit: The fidelity unit's name, for the tables (``"epochs"``).
         lr_param: The learning-rate parameter (default ``"lr"`` or ``"learning_rate"``).
@@ -298,6 +348,8 @@ class BudgetedSearch:
         n_seeds: int = 3,
         scheduler: Any = None,
         timeout: float | None = None,
+        select: str = "validation",
+        validation_cost: float | None = None,
         importance_method: str = "fanova",
         narrowing_options: Mapping[str, Any] | None = None,
         seconds_per_unit: float | None = None,
@@ -315,6 +367,10 @@ class BudgetedSearch:
         check_int(n_finalists, "n_finalists", owner, low=1, allow_none=True)
         check_float(timeout, "timeout", owner, low=0, low_inclusive=False, allow_none=True)
         check_choice(lr_scaling, "lr_scaling", owner, (None, "linear", "sqrt"))
+        check_choice(select, "select", owner, _SELECT)
+        check_float(
+            validation_cost, "validation_cost", owner, low=0, low_inclusive=False, allow_none=True
+        )
         check_shares(shares)
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise InvalidParameterError(
@@ -344,6 +400,8 @@ class BudgetedSearch:
         self.n_seeds = n_seeds
         self.scheduler = scheduler
         self.timeout = timeout
+        self.select = select
+        self.validation_cost = validation_cost
         self.importance_method = importance_method
         self.narrowing_options = dict(narrowing_options or {})
         self.seconds_per_unit = seconds_per_unit
@@ -424,6 +482,7 @@ class BudgetedSearch:
             lr_range_test=self.lr_find is not None,
             unit=self.unit,
             seconds_per_unit=spu,
+            validation_cost=self.validation_cost,
         )
         self._candidates, self._transfer_notes = candidates, notes
         self._journal.add(
@@ -632,22 +691,50 @@ class BudgetedSearch:
         self._run_count(self.study("explore"), "explore", p.runs)
 
     def _run_refine(self) -> None:
+        """Runs until the budget left, less the validation reserve, is spent.
+
+        With an integer fidelity, the run going when the budget runs out is stopped at that
+        report (``trial.should_stop()``), and runs start while a short (explore-length) run
+        still fits; otherwise a run starts only while a full-length one fits.
+        """
         study = self.study("refine")
-        p = self.plan().phase("refine")
+        p = self.plan()
         if not any(t.user_attrs.get(WARM_ATTR) for t in study.trials):
             self._warm_start(study)
         study.fail_stale_trials()
+        cap = study.scheduler if isinstance(study.scheduler, _BudgetCap) else None
+        shortest = p.phase("explore").fidelity if cap is not None else p.phase("refine").fidelity
+        limit = self._refine_limit()
         failures = 0
-        while True:
-            spend = self._spend("refine")
-            if spend.units >= p.allotted - 1e-9 or self._out_of_time("refine"):
-                break
-            record = self._run_one(study, "refine")
-            failures = failures + 1 if record.state is TrialState.FAILED else 0
-            if failures >= 10:
-                raise PipelineError(
-                    f"refine: 10 runs in a row failed; the last: {_first_line(record.error)}"
-                )
+        try:
+            while True:
+                costs = {
+                    t.number: _cost(t, p)
+                    for t in study.trials
+                    if not t.user_attrs.get(WARM_ATTR) and t.state is not TrialState.WAITING
+                }
+                spent = sum(costs.values())
+                if spent > limit - shortest + 1e-9 or self._out_of_time("refine"):
+                    break
+                if cap is not None:
+                    cap.arm(limit, spent, costs, p)
+                record = self._run_one(study, "refine")
+                failures = failures + 1 if record.state is TrialState.FAILED else 0
+                if failures >= 10:
+                    raise PipelineError(
+                        f"refine: 10 runs in a row failed; the last: {_first_line(record.error)}"
+                    )
+        finally:
+            if cap is not None:
+                cap.disarm()
+
+    def _refine_limit(self) -> float:
+        """Fidelity units refine may spend: the budget, less what transfer and explore
+        spent, less the validation reserve (the plan's allotment when they kept to theirs)."""
+        p = self.plan()
+        earlier = sum(self._spend(n).units for n in ("transfer", "explore") if n in p)
+        reserve = p.phase("validate").cost if "validate" in p else 0.0
+        return p.budget - earlier - reserve
 
     def _run_validate(self) -> None:
         study = self.study("validate")
@@ -758,12 +845,14 @@ class BudgetedSearch:
         pool.sort(key=lambda r: (r[0], r[1], r[2]))
         chosen: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for _fid, _v, _n, config, source, value in pool:
+        for neg_fid, _v, _n, config, source, value in pool:
             key = json.dumps(config, sort_keys=True, default=str)
             if key in seen:
                 continue
             seen.add(key)
-            chosen.append({"config": config, "source": source, "value": value})
+            chosen.append(
+                {"config": config, "source": source, "value": value, "fidelity": -neg_fid}
+            )
             if len(chosen) == k:
                 break
         self._journal.add("finalists", {"finalists": chosen})
@@ -819,6 +908,12 @@ class BudgetedSearch:
 
             sampler = "auto"
             scheduler = self._refine_scheduler(p)
+            if p.integer and scheduler is not None:  # stops the run going when the budget ends
+                if isinstance(scheduler, str):
+                    from tunecraft.schedulers import make_scheduler
+
+                    scheduler = make_scheduler(scheduler, seed=self.seed)
+                scheduler = _BudgetCap(scheduler)
         study = Study(
             space,
             direction=self.direction,
@@ -1084,6 +1179,8 @@ class BudgetedSearch:
                     continue
                 values = [float(t.value) for t in runs if t.value is not None]
                 mean, spread, interval = summarize(values)
+                seen = [_validation_value(t) for t in runs]
+                v_values = [v for v in seen if v is not None] if None not in seen else []
                 flags = [
                     check_curve(t.intermediate, t.train_intermediate, direction=self.direction)
                     for t in runs
@@ -1103,9 +1200,14 @@ class BudgetedSearch:
                         overfitting=sum(o for o, _ in flags) * 2 > len(flags),
                         undertrained=sum(u for _, u in flags) * 2 > len(flags),
                         search_config=dict(f["config"]),
+                        validation_values=v_values,
+                        validation_mean=(
+                            float(sum(v_values) / len(v_values)) if v_values else None
+                        ),
+                        search_fidelity=f.get("fidelity"),
                     )
                 )
-            validation.sort(key=lambda f: sign * f.mean)
+        validation, selected_by = _choose(validation, self.select, sign)
         search = [
             t
             for t in self._search_trials(_SEARCH_PHASES)
@@ -1142,6 +1244,7 @@ class BudgetedSearch:
             + [n for r in self._journal.all("transfer") for n in r["notes"]],
             lr_range_test=self._journal.get("lr_range_test"),
             studies={n: f"{self.name}.{n}" for n in p.names if n != "lr_range_test"},
+            selected_by=selected_by,
         )
 
     def _proxy_check(self, *, warn: bool) -> ProxyCheck | None:
@@ -1187,6 +1290,8 @@ def tune(
     n_seeds: int = 3,
     scheduler: Any = None,
     timeout: float | None = None,
+    select: str = "validation",
+    validation_cost: float | None = None,
     verbose: bool | Callable[[str], None] = False,
     **options: Any,
 ) -> TuneResult:
@@ -1200,14 +1305,34 @@ def tune(
        each hyperparameter, the unimportant ones fixed, the others narrowed.
     3. **Refine** (30%): the model-based ``auto`` sampler and early stopping in the narrowed
        space, warm-started from the explore runs inside it.
-    4. **Validate** (60%): the best finalists trained in full with ``n_seeds`` seeds each and
-       scored on the holdout (``trial.split == "holdout"``); the final choice is the best
-       mean holdout score, reported with its spread; learning curves are checked.
+    4. **Validate** (60% asked): the best finalists (up to 5) trained in full with
+       ``n_seeds`` seeds each, reporting their validation metric as they train and returning
+       their holdout score (``trial.split == "holdout"``); the choice among them and the
+       reported score are explained below; learning curves are checked. When 5 finalists x
+       ``n_seeds`` runs need less than the validate share, the rest goes to refine (the
+       plan's table says so): past 3 seeds, more search pays more than more seeds.
 
     The objective reads ``trial.config``, trains ``trial.budget`` units (epochs, steps or a
     data fraction) with ``trial.seed``, reports ``trial.report(value, step=epoch)`` as usual
     (optionally ``train=``), and returns its metric on ``trial.split``. The holdout never
     influences a search decision.
+
+    **Choosing the finalist, and an honest score.** The finalists are the best of many noisy
+    search results; choosing the one with the best mean holdout score and reporting that same
+    mean repeats the winner's curse one level up: the best of ``k`` noisy means is, on
+    average, better than the chosen configuration truly is (on scikit-learn tasks the claimed
+    score was 0.2 to 2.4 points too good). So by default (``select="validation"``) the holdout
+    does not choose: the finalist with the best *validation* metric of its full-length final
+    runs wins (the last intermediate value each seed reported, averaged over seeds; fresh
+    seeds and full length, so a lucky search run does not win on luck alone), and
+    ``result.score`` is its mean holdout score, an unbiased estimate of the chosen
+    configuration's performance. When the final runs report no validation metric (or mark
+    their reports as holdout values with the user attribute ``"tc.curve_split"``), the
+    search values choose: the best among the finalists found at the highest fidelity
+    (``result.selected_by`` says what chose; ``result.optimistic`` says whether the holdout
+    both chose and scored).
+    ``select="holdout"`` chooses by the mean holdout score, as the issue first described: a
+    finalist slightly better on average, a score slightly too good.
 
     Args:
         objective: ``objective(trial) -> float``.
@@ -1237,6 +1362,12 @@ def tune(
             variant, or ASHA).
         timeout: Wall-clock seconds for the whole pipeline, shared out like the budget; a
             phase out of time ends cleanly and the validation still runs.
+        select: What chooses among the finalists: ``"validation"`` (default, see above) or
+            ``"holdout"`` (the best mean holdout score; its reported score is optimistic).
+        validation_cost: Fidelity units one final-validation run costs (default
+            ``max_fidelity``): less when a holdout run is cheaper than a full search run, as
+            for cross-validation with folds as the fidelity (one fit instead of ``k``).
+            The planner and the accounting use it.
         verbose: Print the plan, each phase's spending and the validation (or pass a
             function that receives each text).
         **options: More options of :class:`BudgetedSearch` (``min_fidelity``, ``unit``,
@@ -1280,6 +1411,8 @@ def tune(
         n_seeds=n_seeds,
         scheduler=scheduler,
         timeout=timeout,
+        select=select,
+        validation_cost=validation_cost,
         verbose=verbose,
         **options,
     )
@@ -1343,18 +1476,110 @@ def _counts(t: FrozenTrial) -> bool:
     return t.state is TrialState.FAILED and not (t.error or "").startswith(_KILLED)
 
 
+def _reached(t: FrozenTrial) -> float | None:
+    """Fidelity units a run has trained, from its reports: its last step, plus one when it
+    counts steps from 0 (``report(v, step=epoch)`` with ``epoch`` in ``range(n)``)."""
+    if not t.intermediate:
+        return None
+    last = max(t.intermediate)
+    return float(last + 1 if 0 in t.intermediate else last)
+
+
 def _cost(t: FrozenTrial, p: Plan) -> float:
-    """Fidelity units a run used: its budget when complete, the steps reached otherwise."""
+    """Fidelity units a run used: its budget when complete, the steps reached otherwise;
+    a final-validation run costs ``p.validation_run_cost`` in full."""
     budget = float(t.budget if t.budget is not None else p.max_fidelity)
     floor = p.phase("explore").fidelity if "explore" in p else budget
+    reached = _reached(t)
     if t.state is TrialState.COMPLETE:
-        return budget
-    if t.state in (TrialState.PRUNED, TrialState.PAUSED, TrialState.RUNNING):
-        return min(budget, float(t.last_step)) if t.last_step else min(budget, floor)
-    if t.state is TrialState.FAILED:
-        reached = float(t.last_step or 0)
-        return min(budget, max(reached, floor))
-    return 0.0
+        units = budget
+    elif t.state in (TrialState.PRUNED, TrialState.PAUSED, TrialState.RUNNING):
+        units = min(budget, reached) if reached else min(budget, floor)
+    elif t.state is TrialState.FAILED:
+        units = min(budget, max(reached or 0.0, floor))
+    else:
+        return 0.0
+    if t.phase == "validate" and budget > 0:
+        units *= p.validation_run_cost / budget
+    return units
+
+
+def _validation_value(t: FrozenTrial) -> float | None:
+    """The validation metric a final-validation run reported last (``None``: none, or its
+    reports are holdout values)."""
+    if not t.intermediate or t.user_attrs.get(CURVE_SPLIT_ATTR) == "holdout":
+        return None
+    return float(t.intermediate[max(t.intermediate)])
+
+
+def _choose(
+    validation: list[FinalistResult], select: str, sign: float
+) -> tuple[list[FinalistResult], str]:
+    """Order the finalists by what chooses among them; the first is the choice.
+
+    ``select="validation"``: the validation metric of the final runs when every finalist
+    has it; else the search values, longest runs first (the best search run at the highest
+    fidelity wins, as the finalists were picked); else (no search record) the holdout.
+    """
+    if not validation:
+        return validation, "holdout"
+    if select == "validation":
+        if all(f.validation_mean is not None for f in validation):
+            return sorted(validation, key=lambda f: sign * (f.validation_mean or 0.0)), (
+                "validation"
+            )
+        if all(f.search_value is not None and f.search_fidelity is not None for f in validation):
+            return sorted(
+                validation,
+                key=lambda f: (-(f.search_fidelity or 0.0), sign * (f.search_value or 0.0)),
+            ), "search"
+    return sorted(validation, key=lambda f: sign * f.mean), "holdout"
+
+
+class _BudgetCap(Scheduler):
+    """Refine's scheduler, wrapped: it passes on the inner scheduler's decisions and stops
+    the run going at the report where refine's budget is spent (the pipeline arms it with
+    the budget before each run; disarmed, it only passes decisions on)."""
+
+    def __init__(self, inner: Scheduler | None) -> None:
+        self.inner = inner
+        self._limit: float | None = None
+        self._others = 0.0
+        self._costs: dict[int, float] = {}
+        self._plan: Plan | None = None
+
+    def arm(self, limit: float, spent: float, costs: Mapping[int, float], plan: Plan) -> None:
+        """Before a run: refine may spend ``limit`` units, the runs so far cost ``costs``."""
+        self._limit, self._plan = limit, plan
+        self._costs = dict(costs)
+        self._others = spent
+
+    def disarm(self) -> None:
+        self._limit = None
+
+    def on_report(self, trial: FrozenTrial, history: Any) -> Decision:
+        decision = (
+            Decision.CONTINUE
+            if self.inner is None
+            else Decision(self.inner.on_report(trial, history))
+        )
+        if self._limit is None or self._plan is None or decision is Decision.STOP:
+            return decision
+        reached = _reached(trial)
+        budget = trial.budget
+        if reached is None or (budget is not None and reached >= budget):
+            return decision  # the run ends here anyway
+        spent = self._others - self._costs.get(trial.number, 0.0) + _cost(trial, self._plan)
+        return Decision.STOP if spent >= self._limit - 1e-9 else decision
+
+    def on_ask(self, space: Space, history: Any) -> Any:
+        return None if self.inner is None else self.inner.on_ask(space, history)
+
+    def to_stop(self, history: Any) -> list[int]:
+        return [] if self.inner is None else self.inner.to_stop(history)
+
+    def sampler_trials(self, space: Space, history: Any) -> list[FrozenTrial] | None:
+        return None if self.inner is None else self.inner.sampler_trials(space, history)
 
 
 def _value_at(curve: Mapping[int, float], step: float) -> float | None:

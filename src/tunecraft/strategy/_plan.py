@@ -132,12 +132,15 @@ class PhasePlan:
     Attributes:
         name: ``"lr_range_test"``, ``"transfer"``, ``"explore"``, ``"refine"`` or
             ``"validate"``.
-        share: The fraction of the budget the phase was given (transfer's comes out of
-            explore's; refine also receives what rounding leaves over elsewhere).
+        share: The fraction of the budget the phase gets, ``cost / budget`` (transfer's comes
+            out of explore's; refine also receives what validate does not need and what
+            rounding leaves over; :attr:`Plan.shares` holds the shares asked for).
         runs: Runs planned (refine: at full length; its scheduler stops poor runs early, so
             it runs more until its allotment is spent).
         fidelity: How long each run trains, in the fidelity unit (``trial.budget``).
-        allotted: Fidelity units the phase may spend.
+        allotted: Fidelity units the phase may spend (validate: its runs times the cost of
+            one final-validation run, which may differ from ``fidelity``, see
+            :attr:`Plan.validation_cost`).
         note: What the phase does, in a few words.
     """
 
@@ -150,8 +153,9 @@ class PhasePlan:
 
     @property
     def cost(self) -> float:
-        """Planned cost: ``runs * fidelity`` (refine spends up to :attr:`allotted`)."""
-        return self.allotted if self.name == "refine" else self.runs * self.fidelity
+        """Planned cost in fidelity units: :attr:`allotted` (``runs * fidelity`` for transfer
+        and explore; refine spends up to it; validate's runs cost ``validation_cost`` each)."""
+        return self.allotted
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,11 @@ class Plan:
         requested: The budget as given (``"40 full-length trials"``, ``"2h"``...).
         seconds: A wall-clock budget, when the budget was given in time.
         seconds_per_unit: The speed a time budget was converted with.
+        validation_cost: Fidelity units one final-validation run costs (``None``:
+            ``max_fidelity``); less for a cross-validation objective whose holdout run is
+            one fit while a full search run is ``k`` fold fits.
+        shares: The shares as requested (``None`` in plans stored by older versions); the
+            ``share`` of each row is what the phase actually gets.
     """
 
     budget: float
@@ -179,6 +188,8 @@ class Plan:
     requested: str = ""
     seconds: float | None = None
     seconds_per_unit: float | None = None
+    validation_cost: float | None = None
+    shares: dict[str, float] | None = None
     integer: bool = field(default=True, repr=False)
 
     @property
@@ -197,6 +208,11 @@ class Plan:
 
     def __contains__(self, name: object) -> bool:
         return name in self.names
+
+    @property
+    def validation_run_cost(self) -> float:
+        """Fidelity units one final-validation run costs."""
+        return self.max_fidelity if self.validation_cost is None else self.validation_cost
 
     @property
     def cost(self) -> float:
@@ -224,6 +240,8 @@ class Plan:
                 runs = f">={p.runs}"
             share = "-" if p.name == "lr_range_test" else _percent(p.share)
             each = "-" if p.name == "lr_range_test" else _num(p.fidelity)
+            if p.name == "validate":
+                each = _num(self.validation_run_cost)
             total = "-" if p.name == "lr_range_test" else _num(p.cost)
             rows.append((p.name, share, runs, each, total, p.note))
         rows.append(("total", "100%", "", "", _num(self.cost), ""))
@@ -232,7 +250,33 @@ class Plan:
         for r in rows:
             cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, 5)]
             lines.append("  ".join(cells + ([r[5]] if r[5] else [])).rstrip())
+        surplus = self.surplus_note()
+        if surplus:
+            lines.append(surplus)
         return "\n".join(lines)
+
+    def surplus_note(self) -> str:
+        """One line saying that validation needs less than its requested share, and that
+        the surplus (with explore's rounding) went to refine; ``""`` when it does not."""
+        if self.shares is None or "validate" not in self or "refine" not in self:
+            return ""
+        v = self.phase("validate")
+        asked = self.shares["validate"] * self.budget
+        surplus = asked - v.cost
+        if surplus <= max(_EPS, 1e-6 * self.budget):
+            return ""
+        u = self.unit
+        refine = self.phase("refine")
+        searched = sum(p.cost for p in self.phases if p.name in ("transfer", "explore"))
+        rounding = self.shares["explore"] * self.budget - searched
+        extra = f", with explore's rounding ({_num(rounding)})" if rounding > 1e-6 else ""
+        return (
+            f"Note: validate needs {_percent(v.cost / self.budget)} of its "
+            f"{_percent(self.shares['validate'])} ({self.n_finalists} finalists x "
+            f"{self.n_seeds} seeds x {_num(self.validation_run_cost)} {u}); the other "
+            f"{_num(surplus)} {u} go to refine ({_percent(self.shares['refine'])} -> "
+            f"{_percent(refine.share)}{extra}), where more search pays more than more seeds."
+        )
 
     def __str__(self) -> str:
         return self.table()
@@ -263,14 +307,17 @@ def plan(
     lr_range_test: bool = False,
     unit: str = "epochs",
     seconds_per_unit: float | None = None,
+    validation_cost: float | None = None,
 ) -> Plan:
     """Split a budget into phases: transfer and explore, refine, validate.
 
     The arithmetic, in fidelity units (``B`` the budget, ``F`` the full length):
 
     * **validate** gets ``shares["validate"] * B``: ``k`` finalists (up to ``n_finalists``,
-      default up to 5) trained in full with ``n_seeds`` seeds each; what ``k * n_seeds * F``
-      leaves over goes to refine.
+      default up to 5) trained in full with ``n_seeds`` seeds each, a run costing ``C``
+      (``validation_cost``, default ``F``); what ``k * n_seeds * C`` leaves over goes to
+      refine (the table says so under it: past 5 finalists and 3 seeds, more search is the
+      better use of the budget).
     * **explore** gets ``shares["explore"] * B``: runs of length ``clip(E / 25, min_fidelity,
       F / 3)`` (short runs, about 25 of them where the budget allows); up to a third of them
       (``n_transfer`` at most) evaluate transferred configurations first (the transfer row).
@@ -292,6 +339,9 @@ def plan(
         lr_range_test: Whether a learning-rate range test runs first (outside the budget).
         unit: The fidelity unit's name, for the table.
         seconds_per_unit: Seconds one fidelity unit takes, to plan a time budget.
+        validation_cost: Fidelity units one final-validation run costs (default
+            ``max_fidelity``): for cross-validation with folds as the fidelity, a holdout run
+            is one fit on all the search data, about one fold fit.
 
     Raises:
         ValueError: Bad shares or counts, or a budget too small for a phase to get one run;
@@ -326,6 +376,7 @@ def plan(
     check_int(n_seeds, "n_seeds", owner, low=1)
     check_int(n_finalists, "n_finalists", owner, low=1, allow_none=True)
     check_int(n_transfer, "n_transfer", owner, low=0)
+    vcost = fmax if validation_cost is None else _positive(validation_cost, "validation_cost")
     if parsed.kind == "seconds":
         if seconds_per_unit is None:
             raise InvalidParameterError(
@@ -337,7 +388,7 @@ def plan(
     else:
         spu = None
         units = parsed.amount * (fmax if parsed.kind == "trials" else 1.0)
-    args = (fmax, fmin, integer, split, n_finalists, n_seeds, n_transfer)
+    args = (fmax, fmin, integer, split, n_finalists, n_seeds, n_transfer, vcost)
     rows, problem = _arithmetic(units, *args)
     if problem is not None:
         need = _minimum_budget(units, *args)
@@ -368,6 +419,8 @@ def plan(
         requested=parsed.describe(unit),
         seconds=parsed.amount if parsed.kind == "seconds" else None,
         seconds_per_unit=spu,
+        validation_cost=None if validation_cost is None else vcost,
+        shares=split,
         integer=integer,
     )
 
@@ -421,23 +474,24 @@ def _arithmetic(
     n_finalists: int | None,
     n_seeds: int,
     n_transfer: int,
+    vcost: float,
 ) -> tuple[tuple[PhasePlan, ...] | None, str | None]:
     """The plan's rows for a budget of ``units``, or why none fits."""
 
     def fit(x: float) -> float:
         return float(math.floor(x + _EPS)) if integer else x
 
-    # Validate: k finalists x n_seeds full runs.
+    # Validate: k finalists x n_seeds full runs, each costing vcost.
     v_allot = shares["validate"] * units
-    affordable = math.floor(v_allot / (n_seeds * fmax) + _EPS)
+    affordable = math.floor(v_allot / (n_seeds * vcost) + _EPS)
     k = min(n_finalists or MAX_FINALISTS, affordable)
     if k < 1 or (n_finalists is not None and affordable < n_finalists):
         want = n_finalists or 1
         return None, (
             f"validate ({shares['validate']:.0%}) needs {want} finalist(s) x {n_seeds} seeds x "
-            f"{_num(fmax)} = {_num(want * n_seeds * fmax)}, it gets {_num(v_allot)}"
+            f"{_num(vcost)} = {_num(want * n_seeds * vcost)}, it gets {_num(v_allot)}"
         )
-    v_cost = k * n_seeds * fmax
+    v_cost = k * n_seeds * vcost
     # Explore: about 25 short runs; transferred configs first.
     e_allot = shares["explore"] * units
     f_e = max(fmin, fit(min(max(e_allot / EXPLORE_TARGET_RUNS, fmin), max(fmin, fmax / 3))))
@@ -473,7 +527,7 @@ def _arithmetic(
     rows.append(
         PhasePlan(
             "explore",
-            shares["explore"] - n_t * f_e / units,
+            n_e * f_e / units,
             n_e,
             f_e,
             n_e * f_e,
@@ -497,7 +551,8 @@ def _arithmetic(
             k * n_seeds,
             fmax,
             v_cost,
-            f"best {k} x {n_seeds} seeds, scored on the holdout",
+            f"best {k} x {n_seeds} seeds, scored on the holdout"
+            + ("" if vcost == fmax else f"; a run of {_num(fmax)} costs {_num(vcost)}"),
         )
     )
     return tuple(rows), None

@@ -49,6 +49,12 @@ class FinalistResult:
             (in most seeds).
         undertrained: Still improving at the end (in most seeds): more epochs would help.
         search_config: The configuration in the search space (before derived values).
+        validation_values: The validation metric each seed's run reported last (its
+            intermediate values are validation-split values), in the order of ``seeds``;
+            empty when the runs reported none (or reported holdout values).
+        validation_mean: Their mean (``None`` when empty): what chooses among finalists by
+            default, so that the holdout only scores the choice.
+        search_fidelity: The fidelity of the search run it came from (``None`` when unknown).
     """
 
     config: dict[str, Any]
@@ -64,6 +70,9 @@ class FinalistResult:
     overfitting: bool = False
     undertrained: bool = False
     search_config: dict[str, Any] = field(default_factory=dict)
+    validation_values: list[float] = field(default_factory=list)
+    validation_mean: float | None = None
+    search_fidelity: float | None = None
 
     @property
     def n(self) -> int:
