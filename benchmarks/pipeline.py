@@ -10,14 +10,17 @@ Tasks, each with a real fidelity and real seed noise:
   surrogate has no seed noise of its own; Gaussian noise (sd 1 point, seeded) is added to what a
   method observes, never to the truth.
 
-Every dataset is split once into train / validation / holdout / test. Search methods see the
-validation error; tunecraft's final validation phase scores its finalists on the holdout;
-nobody sees the test split.
+Every dataset is split into train / validation / holdout / test, anew for each repetition.
+Search methods see the validation error; tunecraft's final validation phase scores its
+finalists on the holdout; nobody sees the test split.
 
 Methods, same total compute (epochs; every epoch any method trains counts, final validation
 included):
 
-* ``tunecraft``: ``tc.strategy.tune`` with its default phases (explore / refine / validate).
+* ``tunecraft``: ``tc.strategy.tune`` with its default phases (explore / refine / validate);
+  the finalist is chosen on full-fidelity validation runs and the holdout only scores it.
+* ``tunecraft-holdout``: the same with ``select="holdout"`` (the finalist chosen on the
+  holdout, whose score it then reports).
 * ``random``: random search at full fidelity.
 * ``optuna-median``: Optuna TPE + ``MedianPruner``.
 * ``optuna-hb``: Optuna TPE + ``HyperbandPruner``.
@@ -81,15 +84,19 @@ class Task:
     train: Callable[..., float]
 
 
-def _splits(x: np.ndarray, y: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _splits(x: np.ndarray, y: np.ndarray, rep: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """50% train, 20% validation, 15% holdout, 15% test, drawn anew for each repetition.
+
+    Fixed splits would add the same holdout-vs-test offset to every repetition's gap.
+    """
     from sklearn.model_selection import train_test_split
 
-    xtr, xrest, ytr, yrest = train_test_split(x, y, test_size=0.5, random_state=0, stratify=y)
+    xtr, xrest, ytr, yrest = train_test_split(x, y, test_size=0.5, random_state=rep, stratify=y)
     xva, xrest, yva, yrest = train_test_split(
-        xrest, yrest, test_size=0.6, random_state=0, stratify=yrest
+        xrest, yrest, test_size=0.6, random_state=rep, stratify=yrest
     )
     xho, xte, yho, yte = train_test_split(
-        xrest, yrest, test_size=0.5, random_state=0, stratify=yrest
+        xrest, yrest, test_size=0.5, random_state=rep, stratify=yrest
     )
     return {
         "train": (xtr, ytr),
@@ -120,7 +127,7 @@ def _digits_optuna(trial: Any) -> dict[str, Any]:
     }
 
 
-def digits_mlp(meter: Meter, max_epochs: int = 20) -> Task:
+def digits_mlp(meter: Meter, rep: int, max_epochs: int = 20) -> Task:
     import torch
     from sklearn.datasets import load_digits
 
@@ -128,7 +135,7 @@ def digits_mlp(meter: Meter, max_epochs: int = 20) -> Task:
     x, y = load_digits(return_X_y=True)
     data = {
         k: (torch.tensor(a / 16.0, dtype=torch.float32), torch.tensor(b))
-        for k, (a, b) in _splits(x, y).items()
+        for k, (a, b) in _splits(x, y, rep).items()
     }
 
     def train(
@@ -201,13 +208,13 @@ def _cancer_optuna(trial: Any) -> dict[str, Any]:
     }
 
 
-def cancer_sklearn(meter: Meter, max_epochs: int = 30) -> Task:
+def cancer_sklearn(meter: Meter, rep: int, max_epochs: int = 30) -> Task:
     from sklearn.datasets import load_breast_cancer
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
     x, y = load_breast_cancer(return_X_y=True)
-    parts = _splits(x, y)
+    parts = _splits(x, y, rep)
     scaler = StandardScaler().fit(parts["train"][0])
     data = {k: (scaler.transform(a), b) for k, (a, b) in parts.items()}
     classes = np.unique(y)
@@ -326,7 +333,9 @@ class Outcome:
     seconds: float
 
 
-def run_tunecraft(task: Task, budget: int, seed: int, meter: Meter) -> Outcome:
+def run_tunecraft(
+    task: Task, budget: int, seed: int, meter: Meter, *, select: str = "validation"
+) -> Outcome:
     from tunecraft.strategy import tune
 
     def objective(trial: Any) -> float:
@@ -345,6 +354,7 @@ def run_tunecraft(task: Task, budget: int, seed: int, meter: Meter) -> Outcome:
         direction="minimize",
         max_fidelity=task.max_fidelity,
         seed=seed,
+        select=select,
         verbose=False,
     )
     return Outcome(
@@ -412,8 +422,9 @@ def run_optuna(task: Task, budget: int, seed: int, meter: Meter, *, pruner: str)
     return Outcome(dict(best.params), float(best.value), meter.epochs, time.perf_counter() - start)
 
 
-METHODS: dict[str, Callable[[Task, int, int, Meter], Outcome]] = {
+METHODS: dict[str, Callable[..., Outcome]] = {
     "tunecraft": run_tunecraft,
+    "tunecraft-holdout": lambda t, b, s, m: run_tunecraft(t, b, s, m, select="holdout"),
     "random": run_random,
     "optuna-median": lambda t, b, s, m: run_optuna(t, b, s, m, pruner="median"),
     "optuna-hb": lambda t, b, s, m: run_optuna(t, b, s, m, pruner="hyperband"),
@@ -426,11 +437,11 @@ def truth(task: Task, config: dict[str, Any]) -> float:
 
 
 # -- main ----------------------------------------------------------------------------------------
-def make_task(name: str, meter: Meter) -> Task:
+def make_task(name: str, meter: Meter, rep: int) -> Task:
     if name == "digits-mlp":
-        return digits_mlp(meter)
+        return digits_mlp(meter, rep)
     if name == "cancer-sklearn":
-        return cancer_sklearn(meter)
+        return cancer_sklearn(meter, rep)
     if name.startswith("lcbench/"):
         return lcbench(meter, name.split("/", 1)[1])
     raise SystemExit(f"unknown task {name!r}")
@@ -452,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.reps):
             for method in args.methods:
                 meter = Meter()
-                task = make_task(task_name, meter)
+                task = make_task(task_name, meter, rep)
                 budget = args.budget_full * task.max_fidelity
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
