@@ -16,7 +16,9 @@ What happens, in the order tunecraft does it:
    then the importance of each hyperparameter; unimportant ones are fixed, the rest narrowed.
 5. Phase 2, refine: Bayesian optimization with early stopping in the narrowed space.
 6. Phase 3, validate: the best configurations retrained for 30 epochs with 3 seeds each,
-   scored on the holdout. The winner is the best mean holdout error.
+   scored on the holdout. The winner is the best mean validation error of those full-length
+   runs, so the holdout error reported for it is an honest estimate (``select="holdout"``
+   would choose on the holdout itself, and report an optimistic score).
 
 The objective below is all a user writes: it reads ``trial.config`` (the hyperparameters),
 ``trial.budget`` (epochs to train), ``trial.seed`` and ``trial.split``.

@@ -589,6 +589,22 @@ def write_tune_config(folder: Path, module: str, **overrides: object) -> Path:
     return path
 
 
+@pytest.mark.parametrize(
+    ("select", "fragment"),
+    [("validation", "Chosen by the validation metric"), ("holdout", "Chosen by the holdout")],
+)
+def test_tune_passes_the_holdout_selection_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], select: str, fragment: str
+) -> None:
+    module = write_objective_module(tmp_path, PIPELINE_OBJECTIVE)
+    config = write_tune_config(
+        tmp_path, module, holdout={"finalists": 2, "seeds": 1, "select": select, "cost": 4}
+    )
+    status, out, err = run_main(capsys, "tune", str(config))
+    assert status == 0, err
+    assert fragment in joined(out)
+
+
 def test_tune_prints_the_plan_phases_and_validation_then_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -621,6 +637,8 @@ def test_tune_prints_the_plan_phases_and_validation_then_resumes(
         ({"shares": {"explore": 0.5, "refine": 0.5, "validate": 0.5}}, ("'shares'", "sum to 1")),
         ({"holdout": {"finalists": 2, "folds": 3}}, ("unknown key 'holdout.folds'",)),
         ({"holdout": {"seeds": 0}}, ("'seeds' must be an int >= 1",)),
+        ({"holdout": {"select": "test"}}, ("'holdout.select' must be 'validation' or 'holdout'",)),
+        ({"holdout": {"cost": 0}}, ("'cost' must be a number > 0",)),
         ({"prior": [3]}, ("'prior' must be a study name",)),
         ({"lr_scaling": "cubic"}, ("'lr_scaling' must be 'linear' or 'sqrt'",)),
         ({"defaults": "yes"}, ("'defaults' must be true or false",)),

@@ -69,7 +69,10 @@ TUNE_KEYS: dict[str, str] = {
     "unit": "the fidelity unit's name (default 'epochs')",
     "direction": "'minimize' (default) or 'maximize'",
     "shares": "{explore: 0.1, refine: 0.3, validate: 0.6} (the default)",
-    "holdout": "{finalists: K, seeds: S}: the final validation (default: up to 5, 3 seeds)",
+    "holdout": (
+        "{finalists: K, seeds: S, select: validation|holdout, cost: C}: the final validation "
+        "(default: up to 5 finalists, 3 seeds, chosen on validation, each run costing a full one)"
+    ),
     "prior": "names of earlier studies in the storage to start from",
     "defaults": "start from the shipped defaults table (default true)",
     "lr_scaling": "'linear' or 'sqrt': search lr at a reference batch size",
@@ -420,6 +423,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         shares=config.get("shares"),
         n_finalists=holdout.get("finalists"),
         n_seeds=holdout.get("seeds", 3),
+        select=holdout.get("select", "validation"),
+        validation_cost=holdout.get("cost"),
         scheduler=scheduler,
         timeout=config.get("timeout"),
         verbose=say,
@@ -725,17 +730,31 @@ def _check_tune_config(data: dict[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: 'shares': {_one_line(exc)}") from None
     holdout = data.get("holdout")
     if holdout is not None:
+        keys = ("finalists", "seeds", "select", "cost")
+        allowed = ", ".join(f"'{k}'" for k in keys)
         if not isinstance(holdout, Mapping):
             raise ConfigError(
-                f"{where}: 'holdout' must be a mapping with keys 'finalists', 'seeds'; "
-                f"got {holdout!r}."
+                f"{where}: 'holdout' must be a mapping with keys {allowed}; got {holdout!r}."
             )
         for sub in holdout:
-            if sub not in ("finalists", "seeds"):
+            if sub not in keys:
                 raise ConfigError(
-                    f"{where}: unknown key 'holdout.{sub}'; allowed keys are 'finalists', 'seeds'."
+                    f"{where}: unknown key 'holdout.{sub}'; allowed keys are {allowed}."
                 )
-            _check_number(holdout, sub, f"{where}: 'holdout'", integer=True, low=1)
+            if sub == "select":
+                if holdout[sub] not in ("validation", "holdout"):
+                    raise ConfigError(
+                        f"{where}: 'holdout.select' must be 'validation' or 'holdout', "
+                        f"got {holdout[sub]!r}."
+                    )
+            else:
+                _check_number(
+                    holdout,
+                    sub,
+                    f"{where}: 'holdout'",
+                    integer=sub != "cost",
+                    low=1 if sub != "cost" else 0,
+                )
     prior = data.get("prior")
     if prior is not None:
         names = [prior] if isinstance(prior, str) else prior

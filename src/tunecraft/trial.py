@@ -343,8 +343,9 @@ class Trial:
 
         Args:
             value: The metric the study optimizes, at this step.
-            step: How far training got (an int >= 0; the pipeline counts cost in steps, so
-                report the number of epochs done: 1, 2, ...).
+            step: How far training got (an int >= 0). The pipeline counts cost in steps:
+                epochs done (1, 2, ...) or the epoch index (0, 1, ...), a run that reports
+                step 0 being charged ``last_step + 1``.
             train: The same metric on the training data, optional; kept as a learning curve
                 (``"tc.train"``) so the final validation can tell overfitting (validation
                 worsens while training improves) from undertraining.
