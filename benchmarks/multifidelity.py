@@ -10,9 +10,16 @@ Problems:
 Methods, same budget of epochs (``--budget-full`` full-fidelity trainings' worth):
 
 * ``random``: random search at full fidelity.
-* ``tc-asha``: tunecraft's default multi-fidelity scheduler (ASHA, promotion variant, with the
-  minimum resource chosen from the observed rank correlation between rungs, and the
-  model-based view so TPE learns from rung results); paused trials resume from checkpoints.
+* ``tc-auto``: tunecraft's default multi-fidelity scheduler,
+  ``make_scheduler("auto", options={"max_resource": max_epochs, "reduction_factor": 3})``
+  (:class:`~tunecraft.schedulers.AutoScheduler`: ASHA, promotion variant, whose rungs are the
+  steps whose ranking predicts the next level in use, checked by Spearman's correlation on
+  each rung's top third; model-based view so TPE learns from rung results); paused trials
+  resume from checkpoints.
+* ``tc-auto-stop``: ``tc-auto`` with ``variant="stopping"`` (prunes instead of pausing: for
+  objectives that cannot resume; what the budgeted pipeline's refine phase uses).
+* ``tc-asha``: ASHA promotion with ``min_resource="auto"`` (the first rung chosen from the
+  correlation with full-budget trials, an earlier design), for contrast.
 * ``tc-asha-r1``: ASHA promotion with ``min_resource=1`` (no correlation check), for contrast.
 * ``tc-asha-nomodel``: ``tc-asha`` without the model-based view (TPE sees complete trials only).
 * ``tc-bohb``: model-based Hyperband (promotion variant, ``model_based=True``) with TPE.
@@ -24,11 +31,15 @@ The incumbent is the best configuration evaluated at full fidelity; a method tha
 has no incumbent. Reported per problem: the final validation error (median over seeds), the
 error at 10 / 25 / 50 % of the budget, and the fraction of the budget each method needs to
 reach full-budget random search's final error (the median over seeds of random's final error;
-the median over seeds of the fraction, ``>1`` when it does not get there).
+the lower median over seeds of the fraction, ``never`` when the median run does not get there).
 
-Run (in a benchmark venv, see docs/benchmarks.md)::
+Run (in a benchmark venv with yahpo-gym, onnxruntime, optuna, dehb and torch, see
+docs/benchmarks.md; one process a problem, then merge the saved runs)::
 
-    python benchmarks/multifidelity.py --problems lcbench --seeds 10 --instances 5
+    M=random,tc-auto,optuna-hb,optuna-sha,dehb
+    python benchmarks/multifidelity.py --problems lcbench --instance-ids 3945 --seeds 10 \\
+        --methods $M --save lcb_3945.pkl
+    python benchmarks/multifidelity.py --load lcb_*.pkl
 """
 
 from __future__ import annotations
@@ -49,11 +60,12 @@ from typing import Any
 import numpy as np
 
 import tunecraft as tc
-from tunecraft.schedulers import ASHAScheduler, HyperbandScheduler
+from tunecraft.schedulers import ASHAScheduler, HyperbandScheduler, make_scheduler
 
 YAHPO_DATA = os.environ.get(
     "YAHPO_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "yahpo")
 )
+AUTO_OPTIONS: dict[str, Any] = {"reduction_factor": 3}
 LCBENCH_INSTANCES = ["3945", "7593", "34539", "126025", "126026", "126029", "146212", "167104"]
 
 
@@ -77,15 +89,34 @@ class Problem:
 
 
 class SurrogateRun(Run):
-    def __init__(self, curve: list[float]) -> None:
-        self.curve = curve
+    """An LCBench surrogate learning curve, queried lazily in chunks (epochs 1-3, 4-9, 10-27,
+    28-52): each epoch is its own row of the surrogate, so a configuration stopped early costs
+    a few rows instead of the whole curve (same values, less CPU). Pickles (checkpoints) hold
+    the instance, the configuration and the curve so far."""
+
+    def __init__(self, instance: str, x: dict[str, Any], max_epochs: int) -> None:
+        self.instance = instance
+        self.x = x
+        self.max_epochs = max_epochs
+        self.curve: list[float] = []
         self.epoch = 0
 
     def step(self) -> float:
         self.epoch += 1
+        if self.epoch > len(self.curve):
+            end = 3
+            while end < self.epoch:
+                end *= 3
+            first, last = len(self.curve) + 1, min(end, self.max_epochs)
+            bench = _BENCHES[self.instance]
+            xs = [
+                dict(self.x, epoch=e, OpenML_task_id=self.instance) for e in range(first, last + 1)
+            ]
+            self.curve += [100.0 - float(r["val_accuracy"]) for r in bench.objective_function(xs)]
         return self.curve[self.epoch - 1]
 
 
+_BENCHES: dict[str, Any] = {}
 _LCB_SPACE = {
     "batch_size": tc.integer(16, 512, log=True),
     "learning_rate": tc.loguniform(1e-4, 1e-1),
@@ -117,13 +148,12 @@ def lcbench(instance: str) -> Problem:
     with _quiet():
         bench = benchmark_set.BenchmarkSet("lcbench")
     bench.set_instance(instance)
+    _BENCHES[instance] = bench
 
     def start(config: dict[str, Any], seed: int) -> Run:
         x = {k: config[k] for k in _LCB_SPACE}
         x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
-        xs = [dict(x, epoch=e, OpenML_task_id=instance) for e in range(1, 53)]
-        res = bench.objective_function(xs)
-        return SurrogateRun([100.0 - float(r["val_accuracy"]) for r in res])
+        return SurrogateRun(instance, x, 52)
 
     return Problem(f"lcbench/{instance}", 52, _LCB_SPACE, start, _lcb_optuna)
 
@@ -297,9 +327,14 @@ def run_tunecraft(
     sampler: str,
     model_based: bool = True,
     hyperband: bool = False,
+    auto_options: dict[str, Any] | None = None,
 ) -> None:
     scheduler: Any
-    if hyperband:
+    if auto_options is not None:
+        scheduler = make_scheduler(
+            "auto", seed=seed, options={"max_resource": problem.max_epochs, **auto_options}
+        )
+    elif hyperband:
         scheduler = HyperbandScheduler(
             min_resource=1,
             max_resource=problem.max_epochs,
@@ -417,8 +452,19 @@ def _quiet() -> Any:
 def methods(available: set[str], sampler: str) -> dict[str, Callable[..., None]]:
     out: dict[str, Callable[..., None]] = {
         "random": run_random,
+        "tc-auto": lambda p, s, led: run_tunecraft(
+            p, s, led, min_resource=1, sampler=sampler, auto_options=dict(AUTO_OPTIONS)
+        ),
         "tc-asha": lambda p, s, led: run_tunecraft(
             p, s, led, min_resource="auto", sampler=sampler
+        ),
+        "tc-auto-stop": lambda p, s, led: run_tunecraft(
+            p,
+            s,
+            led,
+            min_resource=1,
+            sampler=sampler,
+            auto_options=dict(AUTO_OPTIONS, variant="stopping"),
         ),
         "tc-asha-r1": lambda p, s, led: run_tunecraft(p, s, led, min_resource=1, sampler=sampler),
         "tc-asha-nomodel": lambda p, s, led: run_tunecraft(
@@ -436,6 +482,12 @@ def methods(available: set[str], sampler: str) -> dict[str, Callable[..., None]]
 
 
 # -- main ----------------------------------------------------------------------------------------
+def _lower_median(xs: list[float]) -> float:
+    """The median run's value (the lower of the two middle ones for an even count, so a
+    fraction that half the runs never reach reads as the last one that does)."""
+    return sorted(xs)[(len(xs) - 1) // 2]
+
+
 def _fmt(x: float) -> str:
     return "-" if not math.isfinite(x) else f"{x:.2f}"
 
@@ -450,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instances", type=int, default=5, help="LCBench instances")
     ap.add_argument("--instance-ids", default=None, help="comma-separated, overrides --instances")
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     ap.add_argument("--digits-seeds", type=int, default=None, help="default: --seeds")
     ap.add_argument("--digits-epochs", type=int, default=27)
     ap.add_argument("--budget-full", type=int, default=50, help="full trainings of budget")
@@ -463,7 +516,9 @@ def main(argv: list[str] | None = None) -> int:
         merged: dict[str, dict[str, list[Ledger]]] = {}
         for path in args.load:
             with open(path, "rb") as f:
-                merged.update(pickle.load(f))
+                for problem, by_method in pickle.load(f).items():  # files add seeds
+                    for name, ledgers in by_method.items():
+                        merged.setdefault(problem, {}).setdefault(name, []).extend(ledgers)
         print(report(merged))
         return 0
 
@@ -497,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, fn in table.items():
             t0 = time.perf_counter()
             ledgers = []
-            for seed in range(n_seeds):
+            for seed in range(args.first_seed, args.first_seed + n_seeds):
                 ledger = Ledger(budget, problem.max_epochs)
                 fn(problem, seed, ledger)
                 ledgers.append(ledger)
@@ -508,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+            if args.save:  # after every method, so an interrupted run keeps what it did
+                with open(args.save, "wb") as f:
+                    pickle.dump(raw, f)
     if args.save:
         with open(args.save, "wb") as f:
             pickle.dump(raw, f)
@@ -530,7 +588,7 @@ def report(raw: dict[str, dict[str, list[Ledger]]]) -> str:
                 _fmt(float(np.median([x.at(f * b) for x in ledgers]))) for f in (0.1, 0.25, 0.5)
             ]
             final = float(np.median([x.best for x in ledgers]))
-            reach = float(np.median([x.reach(target) for x in ledgers])) if rand else math.nan
+            reach = _lower_median([x.reach(target) for x in ledgers]) if rand else math.nan
             worse = (
                 sum(x.best > r.best for x, r in zip(ledgers, rand, strict=False)) if rand else 0
             )
@@ -538,6 +596,51 @@ def report(raw: dict[str, dict[str, list[Ledger]]]) -> str:
                 f"| {problem} | {name} | {' | '.join(cells)} | {_fmt(final)} | {_frac(reach)} "
                 f"| {worse}/{len(ledgers)} |"
             )
+    lines += ["", summary(raw)]
+    return "\n".join(lines)
+
+
+def summary(raw: dict[str, dict[str, list[Ledger]]], peer: str = "optuna-hb") -> str:
+    """One row a method, over all problems: the issue's three targets at a glance."""
+    names: list[str] = []
+    for by_method in raw.values():
+        names += [n for n in by_method if n not in names]
+    lines = [
+        "| method | budget to random's final (median per problem: min / median / max) | "
+        f"problems with median final <= random's | problems with median final < {peer}'s | "
+        f"runs better / worse than {peer} (same seed) | runs worse than random (same seed) |",
+        "|:--|:--|--:|--:|--:|--:|",
+    ]
+    for name in names:
+        reaches, le_random, lt_peer, worse, n_runs = [], 0, 0, 0, 0
+        beat, lost = 0, 0
+        n_problems = 0
+        for by_method in raw.values():
+            if name not in by_method or "random" not in by_method:
+                continue
+            ledgers, rand = by_method[name], by_method["random"]
+            n_problems += 1
+            target = float(np.median([x.best for x in rand]))
+            final = float(np.median([x.best for x in ledgers]))
+            reaches.append(_lower_median([x.reach(target) for x in ledgers]))
+            le_random += final <= target
+            if peer in by_method:
+                lt_peer += final < float(np.median([x.best for x in by_method[peer]]))
+                pairs = list(zip(ledgers, by_method[peer], strict=False))
+                beat += sum(x.best < y.best for x, y in pairs)
+                lost += sum(x.best > y.best for x, y in pairs)
+            worse += sum(x.best > r.best for x, r in zip(ledgers, rand, strict=False))
+            n_runs += min(len(ledgers), len(rand))
+        if not n_problems:
+            continue
+        r = sorted(reaches)
+        span = f"{_frac(r[0])} / {_frac(float(np.median(r)))} / {_frac(r[-1])}"
+        vs_peer = "-" if name == peer else f"{lt_peer}/{n_problems}"
+        runs_vs_peer = "-" if name == peer else f"{beat} / {lost}"
+        lines.append(
+            f"| {name} | {span} | {le_random}/{n_problems} | {vs_peer} | {runs_vs_peer} "
+            f"| {worse}/{n_runs} |"
+        )
     return "\n".join(lines)
 
 

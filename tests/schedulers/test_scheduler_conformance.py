@@ -7,6 +7,7 @@ import pytest
 import tunecraft as tc
 from tunecraft.schedulers import (
     ASHAScheduler,
+    AutoScheduler,
     HyperbandScheduler,
     MedianScheduler,
     PBTScheduler,
@@ -22,6 +23,9 @@ _FACTORIES = {
     "median": lambda: MedianScheduler(n_startup_trials=2),
     "percentile": lambda: PercentileScheduler(25.0, n_startup_trials=2),
     "halving": lambda: SuccessiveHalvingScheduler(min_resource=1, reduction_factor=3),
+    "auto": lambda: AutoScheduler(max_resource=9),
+    "auto-stopping": lambda: AutoScheduler(max_resource=9, variant="stopping", n_pairs=3),
+    "auto-by-name": lambda: make_scheduler("auto"),
     "asha-stopping": lambda: ASHAScheduler(min_resource=1, max_resource=9),
     "asha-promotion": lambda: ASHAScheduler(max_resource=9, variant="promotion"),
     "asha-auto": lambda: ASHAScheduler(min_resource="auto", max_resource=9),
@@ -40,7 +44,7 @@ class TestBuiltinSchedulers(SchedulerConformance):
 
 
 @pytest.mark.parametrize(
-    "name", ["median", "percentile", "halving", "asha", "hyperband", "bohb", "pbt"]
+    "name", ["median", "percentile", "halving", "asha", "hyperband", "bohb", "pbt", "auto"]
 )
 def test_usable_by_name(name: str) -> None:
     assert name in available_schedulers()

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tunecraft._registry import Registry
+from tunecraft.schedulers._auto import AutoScheduler, RungCheck
 from tunecraft.schedulers._base import Decision, Resume, Scheduler
 from tunecraft.schedulers._halving import ASHAScheduler, SuccessiveHalvingScheduler
 from tunecraft.schedulers._hyperband import HyperbandScheduler
@@ -14,12 +15,14 @@ from tunecraft.schedulers._pbt import PBTScheduler
 
 __all__ = [
     "ASHAScheduler",
+    "AutoScheduler",
     "Decision",
     "HyperbandScheduler",
     "MedianScheduler",
     "PBTScheduler",
     "PercentileScheduler",
     "Resume",
+    "RungCheck",
     "Scheduler",
     "SuccessiveHalvingScheduler",
     "available_schedulers",
@@ -64,3 +67,4 @@ def _bohb(**options: Any) -> Scheduler:
 
 register_scheduler("bohb", _bohb)
 register_scheduler("pbt", PBTScheduler)
+register_scheduler("auto", AutoScheduler)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from tunecraft._validation import check_choice, check_float, check_int
 from tunecraft.exceptions import InvalidParameterError
@@ -30,22 +29,33 @@ __all__ = ["ASHAScheduler", "SuccessiveHalvingScheduler"]
 _VARIANTS = ("stopping", "promotion")
 
 
-def _ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks from 0, ties sharing their average rank (numpy only: scipy stays unimported)."""
-    x = np.asarray(values, dtype=float)
-    ranks = np.empty(len(x))
-    ranks[np.argsort(x, kind="stable")] = np.arange(len(x))
-    _, inverse = np.unique(x, return_inverse=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return np.asarray((sums / np.bincount(inverse))[inverse])
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks from 0, ties sharing their average rank (plain Python: the samples are small and
+    this runs at every rung decision; scipy stays unimported)."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2
+        i = j + 1
+    return ranks
 
 
 def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman's rank correlation (average ranks for ties; ``-1`` when undefined)."""
     ra, rb = _ranks(a), _ranks(b)
-    if np.ptp(ra) == 0 or np.ptp(rb) == 0:
+    n = len(ra)
+    ma, mb = sum(ra) / n, sum(rb) / n
+    sab = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    saa = sum((x - ma) ** 2 for x in ra)
+    sbb = sum((y - mb) ** 2 for y in rb)
+    if saa == 0 or sbb == 0:
         return -1.0
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return sab / math.sqrt(saa * sbb)
 
 
 def _everyone(trial: FrozenTrial) -> bool:
