@@ -561,6 +561,7 @@ def test_add_trial_survives_a_reload(tmp_path: Path) -> None:
         (({"x": 0.5}, None), {}, ValueError, "None"),
         (({"x": 0.5}, float("nan")), {}, ValueError, "nan"),
         (({"x": 0.5}, 1.0), {"state": "running"}, ValueError, "'state' parameter"),
+        (({"x": 0.5}, 1.0), {"state": "failed"}, ValueError, "None for a failed trial"),
         (({"x": 0.5}, 1.0), {"intermediate": {-1: 0.3}}, ValueError, "intermediate"),
         (({"x": 0.5}, 1.0), {"user_attrs": {"": 1}}, TypeError, "user_attrs"),
         (("x=0.5", 1.0), {}, TypeError, "config"),

@@ -340,6 +340,11 @@ class Study:
                 f"'failed', got {new_state.value!r}."
             )
         config = self.space.validate(config)
+        if new_state is TrialState.FAILED and value is not None:
+            raise InvalidParameterError(
+                "The 'value' parameter of Study.add_trial must be None for a failed trial, "
+                f"got {value!r}."
+            )
         stored: float | None = None
         if new_state is TrialState.COMPLETE or value is not None:
             stored = check_value(value, "Study.add_trial(value=...)")
@@ -355,10 +360,12 @@ class Study:
         record = self._storage.create_trial(
             self.study_id, state=TrialState.RUNNING, config=config, worker=current_worker()
         )
-        for step in sorted(steps):
-            self._storage.report(record.trial_id, step, steps[step])
+        # Attributes first: a crash before the state is set leaves a running trial that
+        # already says what it is (the pipeline recognizes its warm-start copies by them).
         for key, v in attrs.items():
             self._storage.set_user_attr(record.trial_id, key, v)
+        for step in sorted(steps):
+            self._storage.report(record.trial_id, step, steps[step])
         if stored is None and steps and new_state is TrialState.PRUNED:
             stored = steps[max(steps)]
         return self._storage.set_state(

@@ -432,6 +432,8 @@ def test_running_out_of_time_ends_phases_and_still_validates() -> None:
     refine = tc.load_study("toy.refine", storage=storage).trials
     stopped = [t for t in refine if t.state is TrialState.PRUNED]
     assert stopped  # the scheduler never stops a run: the clock did, at a report
+    own = [t for t in refine if not t.user_attrs.get("tc.warm_start")]
+    assert any(t.state is TrialState.COMPLETE for t in own)  # warm-start copies don't count
     assert result.validation and result.score is not None
     assert sum(f.n for f in result.validation) < result.plan.phase("validate").runs
     assert elapsed < 12.0

@@ -1002,7 +1002,7 @@ class BudgetedSearch:
                 counted += sum(_counts(t) for t in self.study("calibration").trials)
             if counted >= runs:
                 break
-            if study.get_trials([TrialState.COMPLETE]) and self._out_of_time(phase):
+            if _ran_one(study) and self._out_of_time(phase):
                 self._say(f"{phase}: out of time after {counted} of {runs} runs.")
                 break
             if not study.get_trials([TrialState.WAITING]) and phase == "transfer":
@@ -1073,7 +1073,7 @@ class BudgetedSearch:
         """Run one trial; in a search phase with a time limit, a run still going when the
         phase's time is up is stopped at its next report (``trial.should_stop()``)."""
         left = self._seconds_left(phase) if phase != "validate" else None
-        if left is not None and not study.get_trials([TrialState.COMPLETE]):
+        if left is not None and not _ran_one(study):
             left = None  # every phase gets one complete run, whatever the clock says
         study._deadline = None if left is None else time.monotonic() + max(left, 0.0)
         try:
@@ -1630,3 +1630,10 @@ def _num(x: float) -> str:
 
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
+
+
+def _ran_one(study: Study) -> bool:
+    """Whether the phase's study holds a complete run of its own (warm-start copies aside)."""
+    return any(
+        t.state is TrialState.COMPLETE and not t.user_attrs.get(WARM_ATTR) for t in study.trials
+    )
