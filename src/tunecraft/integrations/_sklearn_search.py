@@ -238,6 +238,9 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
             ``std_test_score``, ``rank_test_score``, ``n_folds``, ``stopped``, ``phase``,
             ``trial_number`` (within its phase), ``seed``, ``mean_fit_time``,
             ``mean_score_time``. Ranks put configurations evaluated on every fold first.
+            Unlike ``GridSearchCV``, most rows are partial (explored or stopped on fewer
+            folds), and a one-fold mean can top the full ones: pick rows by
+            ``rank_test_score`` (or ``best_index_``), not by ``mean_test_score.argmax()``.
         holdout_results_: One row per holdout evaluation: ``params``, ``seed``, ``phase``,
             ``holdout_score``.
         n_splits_: The number of folds.
