@@ -283,9 +283,9 @@ class BudgetedSearch:
     Everything (the plan, each decision, every trial) is stored, one study per phase
     (``f"{name}.explore"``...) plus ``f"{name}.pipeline"`` for the decisions; a new
     ``BudgetedSearch`` with the same name and storage continues where the last one stopped.
-    One process drives a pipeline at a time: two running the same name at once would both
-    enqueue the validation runs and race on the narrowing (use ``n_jobs`` inside the
-    objective, not several drivers).
+    One process drives a pipeline at a time, running its trials one after another: two
+    drivers of the same name at once would both enqueue the validation runs and race on the
+    narrowing.
 
     Args:
         objective, space, budget, max_fidelity, direction, storage, name, seed, prior,
