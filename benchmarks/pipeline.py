@@ -39,6 +39,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import statistics
@@ -333,6 +334,10 @@ class Outcome:
     seconds: float
 
 
+#: Extra keyword arguments for ``tune`` (``--tc-options``).
+TC_OPTIONS: dict[str, Any] = {}
+
+
 def run_tunecraft(
     task: Task, budget: int, seed: int, meter: Meter, *, select: str = "validation"
 ) -> Outcome:
@@ -356,6 +361,7 @@ def run_tunecraft(
         seed=seed,
         select=select,
         verbose=False,
+        **TC_OPTIONS,
     )
     return Outcome(
         dict(result.best_config), float(result.score), meter.epochs, time.perf_counter() - start
@@ -455,7 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget-full", type=int, default=20, help="budget in full-fidelity trainings"
     )
+    parser.add_argument(
+        "--tc-options", default="{}", help='JSON keyword arguments for tune, e.g. {"n_seeds": 2}'
+    )
     args = parser.parse_args(argv)
+    TC_OPTIONS.update(json.loads(args.tc_options))
     logging.getLogger("tunecraft").setLevel(logging.WARNING)
     rows: list[tuple[str, str, float, float, float, float, float]] = []
     for task_name in args.tasks:
