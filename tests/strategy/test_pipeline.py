@@ -297,6 +297,96 @@ def test_prior_studies_are_evaluated_first() -> None:
     assert any("x" in note for note in result.transfer_notes)
 
 
+def test_a_crash_in_the_middle_of_the_warm_start_loses_no_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    storage = MemoryStorage()
+    search = BudgetedSearch(
+        make_objective(),
+        SPACE,
+        budget="20 trials",
+        max_fidelity=MAX_FIDELITY,
+        seed=0,
+        n_seeds=1,
+        storage=storage,
+        name="toy",
+    )
+    search.run_phase("explore")
+    refine = search.study("refine")
+    original = tc.Study.add_trial
+    calls = [0]
+
+    def dies_on_the_third(self: tc.Study, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt  # the process dies between two copies
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(tc.Study, "add_trial", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        search.run_phase("refine")
+    monkeypatch.setattr(tc.Study, "add_trial", original)
+    assert len(refine.trials) == 2
+    again = BudgetedSearch(
+        make_objective(),
+        SPACE,
+        budget="20 trials",
+        max_fidelity=MAX_FIDELITY,
+        seed=0,
+        n_seeds=1,
+        storage=storage,
+        name="toy",
+    )
+    again.run_phase("refine")
+    narrowing = again.narrowing
+    assert narrowing is not None
+    explore = again.study("explore").trials
+    inside = [t for t in explore if narrowing.project(t.config) is not None]
+    copies = [
+        t.user_attrs[WARM_ATTR] for t in again.study("refine").trials if WARM_ATTR in t.user_attrs
+    ]
+    assert len(inside) > 2 and sorted(copies) == sorted(f"explore #{t.number}" for t in inside)
+
+
+def test_a_crash_in_the_middle_of_the_transfer_enqueue_loses_no_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    storage = MemoryStorage()
+    prior = [{"x": 0.1, "y": 0.2, "z": 0.3}, {"x": 0.4, "y": 0.5, "z": 0.6}, {"x": 0.7, "y": 0.8}]
+
+    def make() -> BudgetedSearch:
+        return BudgetedSearch(
+            make_objective(),
+            SPACE,
+            budget="20 trials",
+            max_fidelity=MAX_FIDELITY,
+            seed=0,
+            n_seeds=1,
+            storage=storage,
+            name="toy",
+            prior=prior,
+            defaults=False,
+        )
+
+    original = tc.Study.enqueue
+    calls = [0]
+
+    def dies_on_the_second(self: tc.Study, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(tc.Study, "enqueue", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        make().run_phase("transfer")
+    monkeypatch.setattr(tc.Study, "enqueue", original)
+    search = make()
+    search.run_phase("transfer")
+    xs = sorted(t.config["x"] for t in search.study("transfer").trials)
+    assert xs == [0.1, 0.4, 0.7]
+
+
 # -- step by step ---------------------------------------------------------------------------------
 def test_budgeted_search_step_by_step_and_change() -> None:
     search = BudgetedSearch(

@@ -678,14 +678,19 @@ class BudgetedSearch:
     def _run_transfer(self) -> None:
         study = self.study("transfer")
         p = self.plan().phase("transfer")
-        if not study.trials:
+        if self._journal.get("transfer") is None:
+            # Enqueue what is missing: a crash between two enqueues must not lose the rest.
             space = self.search_space()
             fill = self._default_config(space)
+            have = [t.config for t in study.trials]
             notes: list[str] = []
             for c in (self._candidates or [])[: p.runs]:
                 mapped, why = map_config(c, space, defaults=fill)
                 notes += why
-                study.enqueue(mapped)
+                if mapped in have:
+                    have.remove(mapped)
+                else:
+                    study.enqueue(mapped)
             self._journal.add("transfer", {"notes": notes})
         self._run_count(study, "transfer", p.runs)
 
@@ -702,8 +707,7 @@ class BudgetedSearch:
         """
         study = self.study("refine")
         p = self.plan()
-        if not any(t.user_attrs.get(WARM_ATTR) for t in study.trials):
-            self._warm_start(study)
+        self._warm_start(study)
         study.fail_stale_trials()
         cap = study.scheduler if isinstance(study.scheduler, _BudgetCap) else None
         shortest = p.phase("explore").fidelity if cap is not None else p.phase("refine").fidelity
@@ -866,10 +870,20 @@ class BudgetedSearch:
         return [self.seed + 1 + i for i in range(self.plan().n_seeds)]
 
     def _warm_start(self, study: Study) -> None:
+        """Copy the search trials inside the narrowed space into refine's study, once each.
+
+        Copies already there (a resumed pipeline) are kept; those a crash cut short (failed)
+        are made again, so a crash in the middle loses none.
+        """
+        if any(not t.user_attrs.get(WARM_ATTR) for t in study.trials):
+            return  # refine has started its own runs: the copies it learned from stay as they are
+        done = {t.user_attrs[WARM_ATTR] for t in study.trials if t.state is not TrialState.FAILED}
         narrowing = self.narrowing
-        n = 0
+        n = len(done)
         for t in self._search_trials(("transfer", "explore")):
             if t.state is not TrialState.COMPLETE or t.value is None:
+                continue
+            if f"{t.phase} #{t.number}" in done:
                 continue
             config = narrowing.project(t.config) if narrowing is not None else dict(t.config)
             if config is None or not study.space.contains(config):
@@ -887,7 +901,8 @@ class BudgetedSearch:
             n += 1
         if n == 0:  # the sampler starts cold (quasi-random first)
             _log.info("refine: no explore trial lies in the narrowed space.")
-        self._say(f"refine: warm-started from {n} explore runs inside the narrowed space")
+        if not done:
+            self._say(f"refine: warm-started from {n} explore runs inside the narrowed space")
 
     # -- studies and accounting ------------------------------------------------------------------
     def _make_study(self, phase: str) -> Study:
