@@ -297,11 +297,9 @@ def test_prior_studies_are_evaluated_first() -> None:
     assert any("x" in note for note in result.transfer_notes)
 
 
-def test_a_crash_in_the_middle_of_the_warm_start_loses_no_copy(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    storage = MemoryStorage()
-    search = BudgetedSearch(
+def stored_search(storage: Any, **kwargs: Any) -> BudgetedSearch:
+    """A pipeline named "toy" in ``storage``: a new one after a crash picks up the stored state."""
+    return BudgetedSearch(
         make_objective(),
         SPACE,
         budget="20 trials",
@@ -310,7 +308,15 @@ def test_a_crash_in_the_middle_of_the_warm_start_loses_no_copy(
         n_seeds=1,
         storage=storage,
         name="toy",
+        **kwargs,
     )
+
+
+def test_a_crash_in_the_middle_of_the_warm_start_loses_no_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    storage = MemoryStorage()
+    search = stored_search(storage)
     search.run_phase("explore")
     refine = search.study("refine")
     original = tc.Study.add_trial
@@ -327,16 +333,7 @@ def test_a_crash_in_the_middle_of_the_warm_start_loses_no_copy(
         search.run_phase("refine")
     monkeypatch.setattr(tc.Study, "add_trial", original)
     assert len(refine.trials) == 2
-    again = BudgetedSearch(
-        make_objective(),
-        SPACE,
-        budget="20 trials",
-        max_fidelity=MAX_FIDELITY,
-        seed=0,
-        n_seeds=1,
-        storage=storage,
-        name="toy",
-    )
+    again = stored_search(storage)
     again.run_phase("refine")
     narrowing = again.narrowing
     assert narrowing is not None
@@ -355,18 +352,7 @@ def test_a_crash_in_the_middle_of_the_transfer_enqueue_loses_no_config(
     prior = [{"x": 0.1, "y": 0.2, "z": 0.3}, {"x": 0.4, "y": 0.5, "z": 0.6}, {"x": 0.7, "y": 0.8}]
 
     def make() -> BudgetedSearch:
-        return BudgetedSearch(
-            make_objective(),
-            SPACE,
-            budget="20 trials",
-            max_fidelity=MAX_FIDELITY,
-            seed=0,
-            n_seeds=1,
-            storage=storage,
-            name="toy",
-            prior=prior,
-            defaults=False,
-        )
+        return stored_search(storage, prior=prior, defaults=False)
 
     original = tc.Study.enqueue
     calls = [0]
