@@ -538,6 +538,8 @@ def test_time_budget_is_calibrated_then_planned() -> None:
         ({"budget": "3 parsecs"}, ValueError, "unknown unit"),
         ({"lr_find": 3}, TypeError, "lr_find"),
         ({"seed": -1}, ValueError, "seed"),
+        ({"budget": -1}, ValueError, "'budget' parameter must be a finite number > 0"),
+        ({"n_finalist": 2}, TypeError, "tune.. got an unknown keyword argument 'n_finalist'"),
     ],
 )
 def test_bad_input(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import time
@@ -1411,6 +1412,13 @@ def tune(
         >>> abs(result.best_config["x"] - 0.7) < 0.2
         True
     """
+    known = set(inspect.signature(BudgetedSearch).parameters)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(
+            f"tune() got an unknown keyword argument {unknown[0]!r}; the options it passes on "
+            f"to BudgetedSearch are: {', '.join(sorted(known - _TUNE_OWN))}."
+        )
     search = BudgetedSearch(
         objective,
         space,
@@ -1655,3 +1663,7 @@ def _ran_one(study: Study) -> bool:
     return any(
         t.state is TrialState.COMPLETE and not t.user_attrs.get(WARM_ATTR) for t in study.trials
     )
+
+
+#: Parameters ``tune`` names itself (the rest of BudgetedSearch's come through ``**options``).
+_TUNE_OWN = frozenset(inspect.signature(tune).parameters.keys() - {"options"})

@@ -75,7 +75,7 @@ Budget(amount=800.0, kind='units'))
             or self.amount <= 0
         ):
             raise InvalidParameterError(
-                f"The 'budget' must be a finite number > 0, got {self.amount!r}."
+                f"The 'budget' parameter must be a finite number > 0, got {self.amount!r}."
             )
         object.__setattr__(self, "amount", float(self.amount))
 
