@@ -55,9 +55,6 @@ import numpy as np
 import tunecraft as tc
 
 TRUTH_SEEDS = (10_001, 10_002, 10_003, 10_004, 10_005)
-YAHPO_DATA = os.environ.get(
-    "YAHPO_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "yahpo")
-)
 
 
 # -- tasks ---------------------------------------------------------------------------------------
@@ -254,33 +251,11 @@ def cancer_sklearn(meter: Meter, rep: int, max_epochs: int = 30) -> Task:
     return Task("cancer-sklearn", max_epochs, _CANCER_SPACE, _cancer_optuna, train)
 
 
-_LCB_SPACE = {
-    "batch_size": tc.integer(16, 512, log=True),
-    "learning_rate": tc.loguniform(1e-4, 1e-1),
-    "max_dropout": tc.uniform(0.0, 1.0),
-    "max_units": tc.integer(64, 1024, log=True),
-    "momentum": tc.uniform(0.1, 0.99),
-    "num_layers": tc.integer(1, 5),
-    "weight_decay": tc.uniform(1e-5, 0.1),
-}
-
-
-def _lcb_optuna(trial: Any) -> dict[str, Any]:
-    return {
-        "batch_size": trial.suggest_int("batch_size", 16, 512, log=True),
-        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True),
-        "max_dropout": trial.suggest_float("max_dropout", 0.0, 1.0),
-        "max_units": trial.suggest_int("max_units", 64, 1024, log=True),
-        "momentum": trial.suggest_float("momentum", 0.1, 0.99),
-        "num_layers": trial.suggest_int("num_layers", 1, 5),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-5, 0.1),
-    }
-
-
 def lcbench(meter: Meter, instance: str) -> Task:
     import contextlib
     import io
 
+    from multifidelity import _LCB_SPACE, YAHPO_DATA, _lcb_optuna  # the same problem there
     from yahpo_gym import benchmark_set, local_config
 
     local_config.init_config()
