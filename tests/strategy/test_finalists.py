@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tunecraft.strategy import ProxyWarning, check_curve, proxy_check, summarize
+from tunecraft.strategy import ProxyWarning, check_curve, summarize
+from tunecraft.strategy._validate import proxy_check
 
 
 def test_summarize_mean_std_and_t_interval() -> None:

@@ -32,7 +32,6 @@ from tunecraft.strategy._validate import (
     FinalistResult,
     ProxyCheck,
     check_curve,
-    proxy_check,
     summarize,
 )
 
@@ -61,7 +60,6 @@ __all__ = [
     "narrow_lr",
     "narrow_space",
     "plan",
-    "proxy_check",
     "rank_correlation",
     "summarize",
     "tune",

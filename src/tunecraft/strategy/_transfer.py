@@ -674,7 +674,8 @@ def check_proxy(
     elif rho < threshold:
         warnings.warn(
             f"The proxy {name!r} ranks configurations unlike the full task (Spearman "
-            f"{rho:.2f} < {threshold:g}); do not trust its ranking.",
+            f"{rho:.2f} < {threshold:g}); do not trust its ranking: use a longer proxy or a "
+            "larger explore share.",
             ProxyWarning,
             stacklevel=2,
         )

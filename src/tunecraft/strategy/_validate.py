@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tunecraft.exceptions import InvalidParameterError
-from tunecraft.strategy._transfer import ProxyWarning, rank_correlation
+from tunecraft.strategy._transfer import ProxyWarning, check_proxy, rank_correlation
 
 __all__ = [
     "FinalistResult",
@@ -189,23 +188,19 @@ def check_curve(
 def proxy_check(
     proxy: str, pairs: Sequence[tuple[float, float]], *, warn: bool = True
 ) -> ProxyCheck:
-    """Spearman rank correlation of ``(proxy value, full value)`` pairs, warning when low.
+    """The pipeline's record of :func:`~tunecraft.strategy.check_proxy` over ``(proxy value,
+    full value)`` pairs: a correlation that cannot be computed (fewer than 3 pairs, constant
+    values) is recorded as unknown, without a warning.
 
     Example:
         >>> proxy_check("3 epochs", [(1, 1.5), (2, 2.5), (3, 3.5), (4, 4.5)]).correlation
         1.0
     """
-    pairs = [(float(a), float(b)) for a, b in pairs]
-    if len(pairs) < 3:
-        return ProxyCheck(proxy, math.nan, len(pairs))
-    rho = rank_correlation([a for a, _ in pairs], [b for _, b in pairs])
-    check = ProxyCheck(proxy, rho, len(pairs))
-    if warn and not check.trusted:
-        warnings.warn(
-            f"The proxy '{proxy}' ranks configurations unlike full-length runs (Spearman "
-            f"{rho:.2f} over {len(pairs)} configurations, below {MIN_PROXY_CORRELATION}); do "
-            "not trust its ranking: use a longer proxy or a larger explore share.",
-            ProxyWarning,
-            stacklevel=3,
-        )
-    return check
+    xs = [float(a) for a, _ in pairs]
+    ys = [float(b) for _, b in pairs]
+    if len(xs) < 3:
+        return ProxyCheck(proxy, math.nan, len(xs))
+    rho = rank_correlation(xs, ys)
+    if warn and not math.isnan(rho):
+        check_proxy(proxy, xs, ys, threshold=MIN_PROXY_CORRELATION)
+    return ProxyCheck(proxy, rho, len(xs))
