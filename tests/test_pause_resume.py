@@ -218,8 +218,10 @@ def test_concurrent_workers_never_resume_a_trial_twice(tmp_path: Path, scheduler
         assert sorted(t.intermediate) == list(range(1, (t.last_step or 0) + 1))  # no gap
         assert t.state is not TrialState.FAILED, t.error
     resumed = {n for n, start in starts if start > 1}
-    assert resumed, "some trials were resumed"
     if scheduler == "scripted":  # every trial paused at 1 and was resumed exactly once
+        # (ASHA usually resumes 2-6 trials here, but whether it resumes any depends on how the
+        # threads interleave: CI saw 0 once, so only the scripted race must resume.)
+        assert resumed, "some trials were resumed"
         done = [t for t in study.trials if t.state is TrialState.COMPLETE]
         assert all(sorted(t.intermediate) == [1, 2, 3, 4] for t in done)
 
