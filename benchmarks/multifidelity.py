@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import math
 import os
@@ -508,6 +509,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-full", type=int, default=50, help="full trainings of budget")
     ap.add_argument("--methods", default="all")
     ap.add_argument("--sampler", default="tpe", help="tunecraft sampler for tc-* methods")
+    ap.add_argument(
+        "--auto-options",
+        default=None,
+        help='JSON options for the tc-auto scheduler, e.g. {"reduction_factor": 4}',
+    )
     ap.add_argument("--save", default=None, help="pickle the raw ledgers here")
     ap.add_argument("--load", nargs="*", default=None, help="only print the table of saved runs")
     args = ap.parse_args(argv)
@@ -529,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
         available.add("dehb")
     except ImportError:
         print("dehb not installed: skipped", file=sys.stderr)
+    if args.auto_options is not None:
+        AUTO_OPTIONS.clear()
+        AUTO_OPTIONS.update(json.loads(args.auto_options))
     table = methods(available, args.sampler)
     if args.methods != "all":
         table = {k: v for k, v in table.items() if k in args.methods.split(",")}

@@ -106,6 +106,25 @@ def test_fixed_params_and_reasons():
     assert space.contains(full)
 
 
+def test_spread_fixes_only_the_confidently_unimportant():
+    space = tc.Space(
+        {"x": tc.uniform(0, 10), "y": tc.loguniform(1e-4, 1.0), "z": tc.integer(0, 9)}
+    )
+    rng = np.random.default_rng(0)
+    pairs = [(c, (c["x"] - 3) ** 2) for c in (space.sample(rng) for _ in range(40))]
+    imp = {"x": 0.9, "y": 0.02, "z": 0.03}
+    # y's share is small and sure, z's is small but could be 0.13: only y is fixed
+    n = narrow_space(space, pairs, imp, min_importance=0.05, spread={"y": 0.01, "z": 0.1})
+    assert set(n.fixed) == {"y"}
+    assert "importance 0.020 + spread 0.010 < 0.05" in n.reasons["y"]
+    assert "z" in n.space.names and "spread 0.100 is too large" in n.reasons["z"]
+    assert n.settings["spread"] is True
+    # without the spread both are fixed, as before
+    assert set(narrow_space(space, pairs, imp, min_importance=0.05).fixed) == {"y", "z"}
+    with pytest.raises(TypeError, match="'spread' parameter of narrow_space"):
+        narrow_space(space, pairs, imp, spread=[0.1])
+
+
 def test_defaults_keep_and_no_importance():
     space = tc.Space({"x": tc.uniform(0, 1), "y": tc.uniform(0, 1), "w": tc.uniform(0, 1)})
     rng = np.random.default_rng(1)

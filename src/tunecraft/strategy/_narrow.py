@@ -143,6 +143,7 @@ def narrow_space(
     defaults: Mapping[str, Any] | None = None,
     keep: Iterable[str] | None = None,
     min_top: int = 2,
+    spread: Mapping[str, float] | None = None,
 ) -> Narrowing:
     """Fix the parameters that do not matter and narrow the others around the best trials.
 
@@ -159,6 +160,12 @@ def narrow_space(
         defaults: ``{name: value}`` to fix parameters at instead of the best trial's value.
         keep: Names never fixed (still narrowed).
         min_top: At least this many trials define the ranges (when there are that many).
+        spread: ``{name: uncertainty}`` of the shares, such as
+            :attr:`~tunecraft.analysis.Importance.std` (the spread over the forest's trees).
+            With it a parameter is fixed only when it is *confidently* unimportant:
+            ``share + spread < min_importance``. From 20-30 short explore runs the shares are
+            unstable (the same task's learning rate ranked first in one repetition, last in
+            the next), and fixing on a share alone fixed parameters that mattered.
 
     Returns:
         A :class:`Narrowing`.
@@ -212,7 +219,13 @@ def narrow_space(
     pct = f"{100 * top_quantile:g}%"
 
     shares = {n: float(importance.get(n, math.inf)) for n in space.names} if importance else {}
-    to_fix = {n for n, s in shares.items() if s < min_importance and n not in keep_set}
+    if spread is not None and not isinstance(spread, Mapping):
+        raise TypeError(
+            f"The 'spread' parameter of {owner} must be a mapping name -> number or None, "
+            f"got {type(spread).__name__}."
+        )
+    unsure = {n: max(0.0, float((spread or {}).get(n, 0.0))) for n in shares}
+    to_fix = {n for n, s in shares.items() if s + unsure[n] < min_importance and n not in keep_set}
     if importance:  # always search something: the most important parameter without a condition
         roots = [n for n in space.names if not space[n].condition]
         to_fix.discard(max(roots, key=lambda n: shares[n]))
@@ -233,7 +246,8 @@ def narrow_space(
         if name in to_fix:
             value, source = _fixed_value(name, p, defaults, ranked)
             fixed[name] = value
-            reasons[name] = f"fixed at {source} {value!r}: {share} < {min_importance:g}"
+            plus = f" + spread {unsure[name]:.3f}" if spread is not None else ""
+            reasons[name] = f"fixed at {source} {value!r}: {share}{plus} < {min_importance:g}"
             continue
         values = [c[name] for c in top if name in c]
         if values:
@@ -244,6 +258,8 @@ def narrow_space(
             reasons[name] = f"kept its whole range: no trial of the top {pct} sets it"
         if name in keep_set and name in shares and shares[name] < min_importance:
             reasons[name] += f" (kept on request, {share})"
+        elif share and name in unsure and shares[name] < min_importance:
+            reasons[name] += f" ({share}, kept: its spread {unsure[name]:.3f} is too large)"
         elif share:
             reasons[name] += f" ({share})"
         if p.condition:
@@ -262,6 +278,7 @@ def narrow_space(
             "margin": float(margin),
             "n_top": n_top,
             "n_trials": len(ranked),
+            "spread": spread is not None,
         },
     )
 
