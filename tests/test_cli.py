@@ -638,6 +638,7 @@ def test_tune_prints_the_plan_phases_and_validation_then_resumes(
         ({"holdout": {"finalists": 2, "folds": 3}}, ("unknown key 'holdout.folds'",)),
         ({"holdout": {"seeds": 0}}, ("'seeds' must be an int >= 1",)),
         ({"holdout": {"select": "test"}}, ("'holdout.select' must be 'validation' or 'holdout'",)),
+        ({"holdout": {"race": "yes"}}, ("'holdout.race' must be true or false",)),
         ({"holdout": {"cost": 0}}, ("'cost' must be a number > 0",)),
         ({"prior": [3]}, ("'prior' must be a study name",)),
         ({"lr_scaling": "cubic"}, ("'lr_scaling' must be 'linear' or 'sqrt'",)),

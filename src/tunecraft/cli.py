@@ -70,8 +70,9 @@ TUNE_KEYS: dict[str, str] = {
     "direction": "'minimize' (default) or 'maximize'",
     "shares": "{explore: 0.1, refine: 0.3, validate: 0.6} (the default)",
     "holdout": (
-        "{finalists: K, seeds: S, select: validation|holdout, cost: C}: the final validation "
-        "(default: up to 5 finalists, 3 seeds, chosen on validation, each run costing a full one)"
+        "{finalists: K, seeds: S, select: validation|holdout, cost: C, race: true|false}: the "
+        "final validation (default: up to 5 finalists, 3 seeds, raced, chosen on validation, "
+        "each run costing a full one)"
     ),
     "prior": "names of earlier studies in the storage to start from",
     "defaults": "start from the shipped defaults table (default true)",
@@ -425,6 +426,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         n_seeds=holdout.get("seeds", 3),
         select=holdout.get("select", "validation"),
         validation_cost=holdout.get("cost"),
+        race=holdout.get("race", True),
         scheduler=scheduler,
         timeout=config.get("timeout"),
         verbose=say,
@@ -730,7 +732,7 @@ def _check_tune_config(data: dict[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: 'shares': {_one_line(exc)}") from None
     holdout = data.get("holdout")
     if holdout is not None:
-        keys = ("finalists", "seeds", "select", "cost")
+        keys = ("finalists", "seeds", "select", "cost", "race")
         allowed = ", ".join(f"'{k}'" for k in keys)
         if not isinstance(holdout, Mapping):
             raise ConfigError(
@@ -741,7 +743,12 @@ def _check_tune_config(data: dict[str, Any], where: str) -> dict[str, Any]:
                 raise ConfigError(
                     f"{where}: unknown key 'holdout.{sub}'; allowed keys are {allowed}."
                 )
-            if sub == "select":
+            if sub == "race":
+                if not isinstance(holdout[sub], bool):
+                    raise ConfigError(
+                        f"{where}: 'holdout.race' must be true or false, got {holdout[sub]!r}."
+                    )
+            elif sub == "select":
                 if holdout[sub] not in ("validation", "holdout"):
                     raise ConfigError(
                         f"{where}: 'holdout.select' must be 'validation' or 'holdout', "

@@ -92,16 +92,24 @@ def test_tune_runs_every_phase_and_validates_on_the_holdout() -> None:
     assert plan.phase("refine").allotted - plan.phase("explore").fidelity < refine
     assert refine <= plan.phase("refine").allotted
     assert sum(s.units for s in result.spent.values()) <= plan.budget
-    # Finalists: trained with the seeds the search never used, scored on the holdout.
-    assert 1 <= len(result.validation) <= plan.n_finalists
+    # Finalists: trained with the seeds the search never used, scored on the holdout; the
+    # race gave every candidate one run and the best half the other seed.
+    assert plan.race == (7, 3) and plan.n_finalists == 5 and plan.phase("validate").runs == 10
+    assert len(result.validation) == 7
+    went_on = [f for f in result.validation if not f.raced_out]
+    assert len(went_on) == 3 and result.validation[:3] == went_on
     for f in result.validation:
-        assert f.seeds == [1, 2] and len(f.values) == 2
-        assert f.ci[0] <= f.mean <= f.ci[1]
-        assert set(f.curves) == {1, 2} and len(f.curves[1]) == MAX_FIDELITY
+        assert f.seeds == ([1] if f.raced_out else [1, 2]) and len(f.values) == len(f.seeds)
+        assert len(f.curves[1]) == MAX_FIDELITY
         assert f.train_curves[1][MAX_FIDELITY] < f.train_curves[1][1]
+    for f in went_on:
+        assert f.ci[0] <= f.mean <= f.ci[1] and set(f.curves) == {1, 2}
+    # Those that went on were the best on their first run, by the validation metric.
+    first = sorted(f.validation_values[0] for f in result.validation)
+    assert sorted(f.validation_values[0] for f in went_on) == first[:3]
     # The validation metric of the final runs chose (the holdout only scores the choice).
     assert result.selected_by == "validation" and not result.optimistic
-    chosen_by = [f.validation_mean for f in result.validation]
+    chosen_by = [f.validation_mean for f in went_on]
     assert None not in chosen_by and chosen_by == sorted(chosen_by)  # type: ignore[type-var]
     best = result.validation[0]
     assert best.validation_values == [best.curves[s][MAX_FIDELITY] for s in best.seeds]
@@ -115,6 +123,41 @@ def test_tune_runs_every_phase_and_validates_on_the_holdout() -> None:
     assert result.narrowing is not None and "x" in result.narrowing.space
     text = result.summary()
     assert "Final validation on the holdout" in text and "Holdout score" in text
+
+
+def test_race_false_gives_every_finalist_every_seed() -> None:
+    result = run(race=False)
+    plan = result.plan
+    assert plan.race is None and plan.phase("validate").runs == plan.n_finalists * 2
+    assert len(result.validation) == plan.n_finalists
+    assert all(f.seeds == [1, 2] and not f.raced_out for f in result.validation)
+    assert "5x2=10" in plan.table()
+    raced = run(name="raced").plan.table()
+    assert "7+3x1=10" in raced and "7 finalists x 1 seed, the best 3 x 1 more" in raced
+    with pytest.raises(TypeError, match="'race' parameter of BudgetedSearch"):
+        run(race="yes")
+
+
+def test_the_race_resumes_with_the_same_contenders() -> None:
+    """Killed in the race's second round, a pipeline keeps the contenders it chose."""
+    storage = MemoryStorage()
+    calls = {"n": 0}
+    inner = make_objective()
+
+    def dies_in_round_two(trial: Trial) -> float:
+        if trial.phase == "validate" and trial.seed == 2:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        return inner(trial)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(storage, objective=dies_in_round_two)
+    again = run(storage)
+    whole = run(MemoryStorage())
+    assert [f.source for f in again.validation] == [f.source for f in whole.validation]
+    assert [f.seeds for f in again.validation] == [f.seeds for f in whole.validation]
+    assert again.best_config == whole.best_config
 
 
 def test_trials_carry_budget_seed_phase_and_split() -> None:
@@ -162,7 +205,8 @@ def test_select_holdout_lets_the_holdout_choose() -> None:
     b = run(objective=make_objective(reverse_holdout=True), select="holdout")
     default = run(objective=make_objective(reverse_holdout=True))
     assert a.selected_by == b.selected_by == "holdout" and a.optimistic
-    assert [f.mean for f in b.validation] == sorted(f.mean for f in b.validation)
+    means = [f.mean for f in b.validation if not f.raced_out]
+    assert means == sorted(means)
     assert a.best_config != b.best_config  # the holdout data changed the choice
     assert default.best_config == a.best_config != b.best_config
     assert "optimistic" in b.summary() and "unbiased" in default.summary()
@@ -580,7 +624,7 @@ def test_maximize() -> None:
         return value - (0.03 if trial.split == "holdout" else 0.0)
 
     result = run(objective=accuracy, direction="maximize")
-    means = [f.mean for f in result.validation]
+    means = [f.mean for f in result.validation if not f.raced_out]
     assert means == sorted(means, reverse=True) and result.score == means[0]
     assert abs(result.best_config["x"] - 0.7) < 0.15
     assert result.search_value is not None and result.score < result.search_value

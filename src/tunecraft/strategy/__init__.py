@@ -15,7 +15,15 @@ from tunecraft.strategy._pipeline import (
     TuneResult,
     tune,
 )
-from tunecraft.strategy._plan import DEFAULT_SHARES, PHASES, Budget, PhasePlan, Plan, plan
+from tunecraft.strategy._plan import (
+    DEFAULT_SHARES,
+    PHASES,
+    Budget,
+    PhasePlan,
+    Plan,
+    plan,
+    race_sizes,
+)
 from tunecraft.strategy._transfer import (
     PriorConfig,
     ProxyWarning,
@@ -60,6 +68,7 @@ __all__ = [
     "narrow_lr",
     "narrow_space",
     "plan",
+    "race_sizes",
     "rank_correlation",
     "summarize",
     "tune",

@@ -302,6 +302,12 @@ class BudgetedSearch:
         narrowing_options: Keyword arguments of
             :func:`~tunecraft.strategy.narrow_space` (``min_importance``, ``top_quantile``,
             ``margin``, ``keep``...).
+        race: Race the final validation (default ``True``; see
+            :func:`~tunecraft.strategy.race_sizes`): the same ``n_finalists * n_seeds``
+            full-length runs, one for each of about twice as many candidates first, the other
+            seeds for the best half of them by that run (by what ``select`` chooses with).
+            The choice is among those with every seed. ``False``: every finalist gets every
+            seed.
         seconds_per_unit: For a budget in time: seconds one fidelity unit takes (measured by
             one calibration run when not given).
         on_trial: ``on_trial(phase, record)`` after each run (for a progress display).
@@ -356,6 +362,7 @@ class BudgetedSearch:
         validation_cost: float | None = None,
         importance_method: str = "fanova",
         narrowing_options: Mapping[str, Any] | None = None,
+        race: bool = True,
         seconds_per_unit: float | None = None,
         verbose: bool | Callable[[str], None] = False,
         on_trial: Callable[[str, FrozenTrial], None] | None = None,
@@ -376,6 +383,8 @@ class BudgetedSearch:
             validation_cost, "validation_cost", owner, low=0, low_inclusive=False, allow_none=True
         )
         check_shares(shares)
+        if not isinstance(race, bool):
+            raise TypeError(f"The 'race' parameter of {owner} must be a bool, got {race!r}.")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise InvalidParameterError(
                 f"The 'name' parameter of {owner} must be a non-empty str, got {name!r}."
@@ -408,6 +417,7 @@ class BudgetedSearch:
         self.validation_cost = validation_cost
         self.importance_method = importance_method
         self.narrowing_options = dict(narrowing_options or {})
+        self.race = race
         self.seconds_per_unit = seconds_per_unit
         if on_trial is not None and not callable(on_trial):
             raise TypeError(
@@ -487,6 +497,7 @@ class BudgetedSearch:
             unit=self.unit,
             seconds_per_unit=spu,
             validation_cost=self.validation_cost,
+            race=self.race,
         )
         self._candidates, self._transfer_notes = candidates, notes
         self._journal.add(
@@ -751,20 +762,38 @@ class BudgetedSearch:
             raise PipelineError("validate: the search has no complete trial to validate.")
         seeds = self._validation_seeds()
         study.fail_stale_trials()
-        trials = study.trials
+        race = self.plan().race
+        if race is None or len(finalists) <= race[1]:
+            self._validate_round(study, finalists, range(len(finalists)), seeds)
+            return
+        # The race: one run each, then the other seeds for the best of them.
+        if not self._validate_round(study, finalists, range(len(finalists)), seeds[:1]):
+            return
+        kept = self._contenders()
+        self._validate_round(study, finalists, kept, seeds[1:])
+
+    def _validate_round(
+        self,
+        study: Study,
+        finalists: list[dict[str, Any]],
+        which: Iterable[int],
+        seeds: Sequence[int],
+    ) -> bool:
+        """Run ``seeds`` for the finalists ``which``; ``False`` when time ran out first."""
+        which = list(which)
         have = {
             (t.user_attrs.get(FINALIST_ATTR), t.seed)
-            for t in trials
+            for t in study.trials
             if t.state is TrialState.WAITING or _counts(t)
         }
         fmax = self.plan().max_fidelity
         # Seed by seed across finalists (waiting runs start in the order enqueued): out of time,
         # every finalist has had its first seeds.
         for s in seeds:
-            for i, f in enumerate(finalists):
+            for i in which:
                 if (i, s) not in have:
                     study.enqueue(
-                        f["config"],
+                        finalists[i]["config"],
                         user_attrs={
                             FINALIST_ATTR: i,
                             SEED_ATTR: s,
@@ -777,8 +806,40 @@ class BudgetedSearch:
             done = [t for t in study.trials if t.state is TrialState.COMPLETE]
             if done and self._out_of_time("validate"):
                 self._say("validate: out of time; the result uses the runs finished.")
-                break
+                return False
             self._run_one(study, "validate")
+        return True
+
+    def _contenders(self) -> list[int]:
+        """The finalists that go on in the race: the best by their first run (stored once)."""
+        rec = self._journal.get("contenders")
+        if rec is not None:
+            return [int(i) for i in rec["contenders"]]
+        race = self.plan().race
+        assert race is not None
+        sign = 1.0 if self.direction == "minimize" else -1.0
+        first: dict[int, FrozenTrial] = {}
+        for t in self.study("validate").trials:
+            i = t.user_attrs.get(FINALIST_ATTR)
+            if t.state is TrialState.COMPLETE and t.value is not None and isinstance(i, int):
+                first.setdefault(i, t)
+        by = "holdout"
+        if self.select == "validation":
+            # the validation metric of the runs; without one the search's order (the
+            # finalists' order), so that the holdout does not choose
+            seen = all(_validation_value(t) is not None for t in first.values())
+            by = "validation" if seen else "search"
+
+        def key(i: int) -> tuple[float, int]:
+            t = first[i]
+            if by == "search":
+                return 0.0, i
+            v = _validation_value(t) if by == "validation" else t.value
+            return sign * float(v), i  # type: ignore[arg-type]
+
+        kept = sorted(sorted(first, key=key)[: race[1]])
+        self._journal.add("contenders", {"contenders": kept, "by": by})
+        return kept
 
     # -- the decisions ---------------------------------------------------------------------------
     def _decide_narrowing(self) -> None:
@@ -830,7 +891,8 @@ class BudgetedSearch:
         rec = self._journal.get("finalists")
         if rec is not None:
             return list(rec["finalists"])
-        k = self.plan().n_finalists
+        p = self.plan()
+        k = p.race[0] if p.race is not None else p.n_finalists
         sign = 1.0 if self.direction == "minimize" else -1.0
         pool: list[tuple[float, float, int, dict[str, Any], str, float]] = []
         narrowing = self.narrowing
@@ -1195,6 +1257,8 @@ class BudgetedSearch:
         validation: list[FinalistResult] = []
         if "validate" in p and self._journal.get("finalists") is not None:
             finalists = self._finalists()
+            raced = self._journal.get("contenders")
+            kept = None if raced is None else set(raced["contenders"])
             by_finalist: dict[int, list[FrozenTrial]] = {}
             for t in self.study("validate").trials:
                 i = t.user_attrs.get(FINALIST_ATTR)
@@ -1232,6 +1296,7 @@ class BudgetedSearch:
                             float(sum(v_values) / len(v_values)) if v_values else None
                         ),
                         search_fidelity=f.get("fidelity"),
+                        raced_out=kept is not None and i not in kept,
                     )
                 )
         validation, selected_by = _choose(validation, self.select, sign)
@@ -1335,7 +1400,12 @@ def tune(
     4. **Validate** (60% asked): the best finalists (up to 5) trained in full with
        ``n_seeds`` seeds each, reporting their validation metric as they train and returning
        their holdout score (``trial.split == "holdout"``); the choice among them and the
-       reported score are explained below; learning curves are checked. When 5 finalists x
+       reported score are explained below; learning curves are checked. By default the
+       validation races (``race=True``): the same runs go first to one full-length run for
+       each of about twice as many candidates, then the other seeds to the best half of them
+       by that run (``result.validation`` marks the others ``raced_out``); the search's
+       ranking rests on short or single runs, and at a small budget few of its best ran in
+       full. When 5 finalists x
        ``n_seeds`` runs need less than the validate share, the rest goes to refine (the
        plan's table says so): past 3 seeds, more search pays more than more seeds.
 
@@ -1399,7 +1469,7 @@ def tune(
             function that receives each text).
         **options: More options of :class:`BudgetedSearch` (``min_fidelity``, ``unit``,
             ``lr_param``, ``batch_param``, ``reference_batch_size``, ``importance_method``,
-            ``narrowing_options``, ``seconds_per_unit``, ``on_trial``).
+            ``narrowing_options``, ``race``, ``seconds_per_unit``, ``on_trial``).
 
     Returns:
         A :class:`TuneResult`.
@@ -1551,6 +1621,9 @@ def _choose(
 ) -> tuple[list[FinalistResult], str]:
     """Order the finalists by what chooses among them; the first is the choice.
 
+    Finalists a race dropped after one run come after those that went on (they have fewer
+    seeds, and were beaten on the first).
+
     ``select="validation"``: the validation metric of the final runs when every finalist
     has it; else the search values, longest runs first (the best search run at the highest
     fidelity wins, as the finalists were picked); else (no search record) the holdout.
@@ -1559,15 +1632,19 @@ def _choose(
         return validation, "holdout"
     if select == "validation":
         if all(f.validation_mean is not None for f in validation):
-            return sorted(validation, key=lambda f: sign * (f.validation_mean or 0.0)), (
-                "validation"
-            )
+            return sorted(
+                validation, key=lambda f: (f.raced_out, sign * (f.validation_mean or 0.0))
+            ), "validation"
         if all(f.search_value is not None and f.search_fidelity is not None for f in validation):
             return sorted(
                 validation,
-                key=lambda f: (-(f.search_fidelity or 0.0), sign * (f.search_value or 0.0)),
+                key=lambda f: (
+                    f.raced_out,
+                    -(f.search_fidelity or 0.0),
+                    sign * (f.search_value or 0.0),
+                ),
             ), "search"
-    return sorted(validation, key=lambda f: sign * f.mean), "holdout"
+    return sorted(validation, key=lambda f: (f.raced_out, sign * f.mean)), "holdout"
 
 
 class _BudgetCap(Scheduler):

@@ -6,13 +6,13 @@ import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tunecraft._validation import check_int
 from tunecraft.exceptions import InvalidParameterError
 
-__all__ = ["DEFAULT_SHARES", "PHASES", "Budget", "PhasePlan", "Plan", "plan"]
+__all__ = ["DEFAULT_SHARES", "PHASES", "Budget", "PhasePlan", "Plan", "plan", "race_sizes"]
 
 #: The phases of the budgeted pipeline, in the order they run.
 PHASES = ("lr_range_test", "transfer", "explore", "refine", "validate")
@@ -177,6 +177,10 @@ class Plan:
             one fit while a full search run is ``k`` fold fits.
         shares: The shares as requested (``None`` in plans stored by older versions); the
             ``share`` of each row is what the phase actually gets.
+        race: ``(candidates, contenders)`` when the final validation races: ``candidates``
+            configurations get one full-length run each, and the best ``contenders`` of them
+            the other ``n_seeds - 1`` seeds, for the same ``n_finalists * n_seeds`` runs
+            (``None``: every finalist gets every seed).
     """
 
     budget: float
@@ -191,6 +195,7 @@ class Plan:
     validation_cost: float | None = None
     shares: dict[str, float] | None = None
     integer: bool = field(default=True, repr=False)
+    race: tuple[int, int] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -234,7 +239,10 @@ class Plan:
         rows = [("phase", "share", "runs", f"{u} each", f"{u} in all", "")]
         for p in self.phases:
             runs = str(p.runs)
-            if p.name == "validate":
+            if p.name == "validate" and self.race is not None:
+                c, k = self.race
+                runs = f"{c}+{k}x{self.n_seeds - 1}={p.runs}"
+            elif p.name == "validate":
                 runs = f"{self.n_finalists}x{self.n_seeds}={p.runs}"
             elif p.name == "refine":
                 runs = f">={p.runs}"
@@ -292,6 +300,8 @@ class Plan:
         """The plan :meth:`to_dict` wrote."""
         data = dict(data)
         data["phases"] = tuple(PhasePlan(**p) for p in data["phases"])
+        if data.get("race") is not None:
+            data["race"] = tuple(data["race"])
         return cls(**data)
 
 
@@ -308,6 +318,7 @@ def plan(
     unit: str = "epochs",
     seconds_per_unit: float | None = None,
     validation_cost: float | None = None,
+    race: bool = False,
 ) -> Plan:
     """Split a budget into phases: transfer and explore, refine, validate.
 
@@ -342,6 +353,8 @@ def plan(
         validation_cost: Fidelity units one final-validation run costs (default
             ``max_fidelity``): for cross-validation with folds as the fidelity, a holdout run
             is one fit on all the search data, about one fold fit.
+        race: Race the final validation (:func:`race_sizes`): the same runs, spread over
+            more configurations, the later seeds going to the best of them.
 
     Raises:
         ValueError: Bad shares or counts, or a budget too small for a phase to get one run;
@@ -409,6 +422,13 @@ def plan(
             0, PhasePlan("lr_range_test", 0.0, 1, 0.0, 0.0, "narrows the lr range; not counted")
         )
     k = n_finalists or min(MAX_FINALISTS, phases[-1].runs // n_seeds)
+    sizes = race_sizes(k, n_seeds) if race else None
+    if sizes is not None:
+        c, kept = sizes
+        note = f"{c} finalists x 1 seed, the best {kept} x {n_seeds - 1} more, on the holdout"
+        if ";" in phases[-1].note:  # the cost of a run, when it differs
+            note += phases[-1].note[phases[-1].note.index(";") :]
+        phases[-1] = replace(phases[-1], note=note)
     return Plan(
         budget=units,
         max_fidelity=int(fmax) if integer else fmax,
@@ -422,7 +442,32 @@ def plan(
         validation_cost=None if validation_cost is None else vcost,
         shares=split,
         integer=integer,
+        race=sizes,
     )
+
+
+def race_sizes(n_finalists: int, n_seeds: int) -> tuple[int, int] | None:
+    """How a raced final validation spends ``n_finalists * n_seeds`` full-length runs.
+
+    Every candidate gets one run (the first seed); the best ``ceil(n_finalists / 2)`` of
+    them by that run get the other ``n_seeds - 1`` seeds; the candidates are as many as the
+    runs left allow: ``n_finalists * n_seeds - kept * (n_seeds - 1)``. The search's ranking of
+    its best configurations rests on short or single runs, and at a small budget few of them
+    ran in full; one fresh full run each for twice as many is a better use of the runs than
+    three seeds for each of a few (the chosen configuration still gets ``n_seeds``).
+
+    Returns:
+        ``(candidates, kept)``, or ``None`` when there is nothing to race (one finalist or
+        one seed).
+
+    Example:
+        >>> race_sizes(4, 3), race_sizes(5, 3), race_sizes(3, 2), race_sizes(1, 3)
+        ((8, 2), (9, 3), (4, 2), None)
+    """
+    if n_finalists < 2 or n_seeds < 2:
+        return None
+    kept = math.ceil(n_finalists / 2)
+    return n_finalists * n_seeds - kept * (n_seeds - 1), kept
 
 
 def check_shares(shares: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:

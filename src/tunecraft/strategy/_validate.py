@@ -54,6 +54,8 @@ class FinalistResult:
         validation_mean: Their mean (``None`` when empty): what chooses among finalists by
             default, so that the holdout only scores the choice.
         search_fidelity: The fidelity of the search run it came from (``None`` when unknown).
+        raced_out: A raced validation dropped it after its first run (it is never the
+            choice; see ``BudgetedSearch(race=)``).
     """
 
     config: dict[str, Any]
@@ -72,6 +74,7 @@ class FinalistResult:
     validation_values: list[float] = field(default_factory=list)
     validation_mean: float | None = None
     search_fidelity: float | None = None
+    raced_out: bool = False
 
     @property
     def n(self) -> int:
@@ -80,12 +83,13 @@ class FinalistResult:
 
     @property
     def flags(self) -> list[str]:
-        """``["overfitting"]``, ``["undertrained"]``, both or none."""
+        """``"overfitting"``, ``"undertrained"`` and ``"raced out"``, those that apply."""
         return [
             name
             for name, on in (
                 ("overfitting", self.overfitting),
                 ("undertrained", self.undertrained),
+                ("raced out", self.raced_out),
             )
             if on
         ]
