@@ -301,7 +301,11 @@ class BudgetedSearch:
         importance_method: ``"fanova"`` (default), ``"permutation"`` or ``"mdi"``.
         narrowing_options: Keyword arguments of
             :func:`~tunecraft.strategy.narrow_space` (``min_importance``, ``top_quantile``,
-            ``margin``, ``keep``...).
+            ``margin``, ``keep``, ``spread``...). The pipeline's own defaults are wider than
+            the function's, as explore's runs are short and few: ``top_quantile=0.5``,
+            ``margin=0.2`` and ``spread`` the importance's spread over the forest's trees (a
+            parameter is fixed only when confidently unimportant); ``spread=None`` fixes on
+            the share alone.
         race: Race the final validation (default ``True``; see
             :func:`~tunecraft.strategy.race_sizes`): the same ``n_finalists * n_seeds``
             full-length runs, one for each of about twice as many candidates first, the other
