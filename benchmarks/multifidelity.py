@@ -14,8 +14,10 @@ Methods, same budget of epochs (``--budget-full`` full-fidelity trainings' worth
   ``make_scheduler("auto", options={"max_resource": max_epochs, "reduction_factor": 3})``
   (:class:`~tunecraft.schedulers.AutoScheduler`: ASHA, promotion variant, whose rungs are the
   steps whose ranking predicts the next level in use, checked by Spearman's correlation on
-  each rung's top third; model-based view so TPE learns from rung results); paused trials
-  resume from checkpoints.
+  each rung's top third; model-based view so the sampler learns from rung results); paused
+  trials resume from checkpoints. The sampler is ``--sampler`` (default ``auto``, the
+  study's default: what ``tc.Study(space, scheduler="auto")`` gets; ``tpe`` pits the same
+  sampler family as Optuna's against it).
 * ``tc-auto-stop``: ``tc-auto`` with ``variant="stopping"`` (prunes instead of pausing: for
   objectives that cannot resume; what the budgeted pipeline's refine phase uses).
 * ``tc-asha``: ASHA promotion with ``min_resource="auto"`` (the first rung chosen from the
@@ -508,7 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--digits-epochs", type=int, default=27)
     ap.add_argument("--budget-full", type=int, default=50, help="full trainings of budget")
     ap.add_argument("--methods", default="all")
-    ap.add_argument("--sampler", default="tpe", help="tunecraft sampler for tc-* methods")
+    ap.add_argument(
+        "--sampler",
+        default="auto",
+        help="tunecraft sampler for tc-* methods (the study's default)",
+    )
     ap.add_argument(
         "--auto-options",
         default=None,
