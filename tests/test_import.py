@@ -1,4 +1,5 @@
-"""``import tunecraft`` stays light: no heavy or optional library, and well under 0.3 s."""
+"""``import tunecraft`` stays light: no heavy or optional library, and its own import costs
+about what numpy's does (numpy is its one required heavy dependency)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import subprocess
 import sys
 
 HEAVY = ("torch", "pandas", "sqlalchemy", "scipy", "sklearn", "rich", "yaml")
-BUDGET_SECONDS = 0.3
+#: tunecraft's own import time (numpy already loaded) / numpy's import time, in one process.
+#: About 1.0-1.1 on an idle or a loaded machine; importing scipy or scikit-learn would be 3-10.
+BUDGET_RATIO = 2.0
 
 _PROBE = f"""
 import json, sys, time
@@ -33,13 +36,37 @@ def test_import_pulls_in_no_heavy_library() -> None:
     assert _probe()[1] == []
 
 
+_RATIO_PROBE = """
+import time
+start = time.perf_counter()
+import numpy
+middle = time.perf_counter()
+import tunecraft
+end = time.perf_counter()
+print((end - middle) / (middle - start))
+"""
+
+
 def test_import_time_is_under_budget() -> None:
+    """A ratio against a peer timed in the same process, not an absolute time: the machine
+    is shared, and under load both imports slow down alike (0.36 s absolute in one CI run
+    with seven jobs on two cores, ratio unchanged)."""
     _probe()  # warm the file cache and the bytecode
-    times = [_probe()[0] for _ in range(5)]
-    median = statistics.median(times)
-    assert median < BUDGET_SECONDS, (
-        f"import tunecraft took {median:.3f} s (median of {times}); budget {BUDGET_SECONDS} s. "
-        "Find the slow import with: python -X importtime -c 'import tunecraft'"
+    ratios = []
+    for _ in range(5):
+        result = subprocess.run(
+            [sys.executable, "-c", _RATIO_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        ratios.append(float(result.stdout))
+    median = statistics.median(ratios)
+    assert median < BUDGET_RATIO, (
+        f"import tunecraft (after numpy) took {median:.2f}x numpy's own import (median of "
+        f"{[round(r, 2) for r in ratios]}); budget {BUDGET_RATIO}x. Find the slow import "
+        "with: python -X importtime -c 'import tunecraft'"
     )
 
 
