@@ -133,9 +133,34 @@ def test_race_false_gives_every_finalist_every_seed() -> None:
     assert all(f.seeds == [1, 2] and not f.raced_out for f in result.validation)
     assert "5x2=10" in plan.table()
     raced = run(name="raced").plan.table()
-    assert "7+3x1=10" in raced and "7 finalists x 1 seed, the best 3 x 1 more" in raced
+    assert "7+3x1=10" in raced and "7 finalists x 1 seed, the best 3 by it x 1 more" in raced
     with pytest.raises(TypeError, match="'race' parameter of BudgetedSearch"):
         run(race="yes")
+
+
+def test_no_race_when_the_search_has_few_distinct_configurations() -> None:
+    """Four distinct configurations, room for five finalists x two seeds: no race (the race
+    would keep three), each gets every seed."""
+
+    def objective(trial: Trial) -> float:
+        value = 0.0
+        for epoch in range(1, int(trial.budget or MAX_FIDELITY) + 1):
+            value = abs(trial.config["c"] - 2) + 1.0 / epoch + 0.01 * (trial.seed or 0)
+            trial.report(value, step=epoch)
+        return value
+
+    result = tune(
+        objective,
+        {"c": tc.choice([1, 2, 3, 4])},
+        budget="20 trials",
+        max_fidelity=MAX_FIDELITY,
+        n_seeds=2,
+        seed=0,
+    )
+    assert result.plan.race == (7, 3)
+    assert len(result.validation) == 4
+    assert all(f.seeds == [1, 2] and not f.raced_out for f in result.validation)
+    assert result.best_config == {"c": 2}
 
 
 def test_the_race_resumes_with_the_same_contenders() -> None:
@@ -153,6 +178,9 @@ def test_the_race_resumes_with_the_same_contenders() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         run(storage, objective=dies_in_round_two)
+    stored = tc.load_study("toy.pipeline", storage=storage)
+    journal = [t.user_attrs for t in stored.trials]
+    assert any("contenders" in str(a) for a in journal)  # decided once, before round two
     again = run(storage)
     whole = run(MemoryStorage())
     assert [f.source for f in again.validation] == [f.source for f in whole.validation]
@@ -624,7 +652,10 @@ def test_maximize() -> None:
         return value - (0.03 if trial.split == "holdout" else 0.0)
 
     result = run(objective=accuracy, direction="maximize")
-    means = [f.mean for f in result.validation if not f.raced_out]
+    went_on = [f for f in result.validation if not f.raced_out]
+    first = sorted((f.validation_values[0] for f in result.validation), reverse=True)
+    assert sorted((f.validation_values[0] for f in went_on), reverse=True) == first[: len(went_on)]
+    means = [f.mean for f in went_on]
     assert means == sorted(means, reverse=True) and result.score == means[0]
     assert abs(result.best_config["x"] - 0.7) < 0.15
     assert result.search_value is not None and result.score < result.search_value

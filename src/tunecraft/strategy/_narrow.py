@@ -258,7 +258,11 @@ def narrow_space(
             reasons[name] = f"kept its whole range: no trial of the top {pct} sets it"
         if name in keep_set and name in shares and shares[name] < min_importance:
             reasons[name] += f" (kept on request, {share})"
-        elif share and name in unsure and shares[name] < min_importance:
+        elif (
+            share
+            and spread is not None
+            and shares[name] < min_importance <= (shares[name] + unsure[name])
+        ):
             reasons[name] += f" ({share}, kept: its spread {unsure[name]:.3f} is too large)"
         elif share:
             reasons[name] += f" ({share})"

@@ -303,15 +303,18 @@ class BudgetedSearch:
             :func:`~tunecraft.strategy.narrow_space` (``min_importance``, ``top_quantile``,
             ``margin``, ``keep``, ``spread``...). The pipeline's own defaults are wider than
             the function's, as explore's runs are short and few: ``top_quantile=0.5``,
-            ``margin=0.2`` and ``spread`` the importance's spread over the forest's trees (a
-            parameter is fixed only when confidently unimportant); ``spread=None`` fixes on
-            the share alone.
+            ``margin=0.2`` and ``spread`` the importance's spread (over the forest's trees, or
+            the shuffles with ``"permutation"``; deliberately strict: a parameter is fixed
+            only when even a share one spread higher is small); ``spread=None`` fixes on the
+            share alone.
         race: Race the final validation (default ``True``; see
             :func:`~tunecraft.strategy.race_sizes`): the same ``n_finalists * n_seeds``
-            full-length runs, one for each of about twice as many candidates first, the other
-            seeds for the best half of them by that run (by what ``select`` chooses with).
-            The choice is among those with every seed. ``False``: every finalist gets every
-            seed.
+            full-length runs, one for each of more candidates first (twice as many with 3
+            seeds), the other seeds for the best ``ceil(n_finalists / 2)`` of them by that
+            run (by what ``select`` chooses with). The choice is among those with every seed
+            (among all, when time ran out in the first round). When the search has no more
+            distinct configurations than ``n_finalists``, each gets every seed. ``False``:
+            every finalist gets every seed. A continued pipeline keeps its stored plan's.
         seconds_per_unit: For a budget in time: seconds one fidelity unit takes (measured by
             one calibration run when not given).
         on_trial: ``on_trial(phase, record)`` after each run (for a progress display).
@@ -766,8 +769,9 @@ class BudgetedSearch:
             raise PipelineError("validate: the search has no complete trial to validate.")
         seeds = self._validation_seeds()
         study.fail_stale_trials()
-        race = self.plan().race
-        if race is None or len(finalists) <= race[1]:
+        p = self.plan()
+        race = p.race
+        if race is None or len(finalists) <= p.n_finalists:  # every seed for each fits
             self._validate_round(study, finalists, range(len(finalists)), seeds)
             return
         # The race: one run each, then the other seeds for the best of them.
@@ -1406,10 +1410,10 @@ def tune(
        their holdout score (``trial.split == "holdout"``); the choice among them and the
        reported score are explained below; learning curves are checked. By default the
        validation races (``race=True``): the same runs go first to one full-length run for
-       each of about twice as many candidates, then the other seeds to the best half of them
-       by that run (``result.validation`` marks the others ``raced_out``); the search's
-       ranking rests on short or single runs, and at a small budget few of its best ran in
-       full. When 5 finalists x
+       each of more candidates (twice as many with 3 seeds), then the other seeds to the
+       best ``ceil(n_finalists / 2)`` of them by that run (``result.validation`` marks the
+       others ``raced_out``); the search's ranking rests on short or single runs, and at a
+       small budget few of its best ran in full. When 5 finalists x
        ``n_seeds`` runs need less than the validate share, the rest goes to refine (the
        plan's table says so): past 3 seeds, more search pays more than more seeds.
 

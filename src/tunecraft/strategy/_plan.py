@@ -425,9 +425,12 @@ def plan(
     sizes = race_sizes(k, n_seeds) if race else None
     if sizes is not None:
         c, kept = sizes
-        note = f"{c} finalists x 1 seed, the best {kept} x {n_seeds - 1} more, on the holdout"
+        note = (
+            f"{c} finalists x 1 seed, the best {kept} by it x {n_seeds - 1} more; scored on "
+            "the holdout"
+        )
         if ";" in phases[-1].note:  # the cost of a run, when it differs
-            note += phases[-1].note[phases[-1].note.index(";") :]
+            note += phases[-1].note[phases[-1].note.index(";") :].replace(";", ",", 1)
         phases[-1] = replace(phases[-1], note=note)
     return Plan(
         budget=units,
