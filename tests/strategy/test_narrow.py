@@ -123,6 +123,8 @@ def test_spread_fixes_only_the_confidently_unimportant():
     assert set(narrow_space(space, pairs, imp, min_importance=0.05).fixed) == {"y", "z"}
     with pytest.raises(TypeError, match="'spread' parameter of narrow_space"):
         narrow_space(space, pairs, imp, spread=[0.1])
+    with pytest.raises(ValueError, match=r"spread\['z'\]"):
+        narrow_space(space, pairs, imp, spread={"z": -0.1})
 
 
 def test_defaults_keep_and_no_importance():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
-from tunecraft.strategy import Budget, Plan, plan
+from tunecraft.strategy import Budget, Plan, plan, race_sizes
 from tunecraft.strategy._plan import EXPLORE_TARGET_RUNS
 
 
@@ -182,6 +183,17 @@ def test_bad_shares(shares: object, error: type[Exception]) -> None:
 def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         plan(800, **kwargs)  # type: ignore[arg-type]
+
+
+def test_race_sizes_and_a_raced_plan_round_trip() -> None:
+    assert race_sizes(4, 3) == (8, 2) and race_sizes(1, 3) is None and race_sizes(4, 1) is None
+    p = plan("20 trials", max_fidelity=52, race=True)
+    v = p.phase("validate")
+    assert p.race == (8, 2) and v.runs == p.n_finalists * p.n_seeds == 12
+    assert "8+2x2=12" in p.table()
+    assert Plan.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    with pytest.raises(TypeError, match="'race' parameter of plan"):
+        plan("20 trials", max_fidelity=52, race="yes")  # type: ignore[arg-type]
 
 
 def test_table_and_round_trip() -> None:

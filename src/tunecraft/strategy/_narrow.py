@@ -224,7 +224,9 @@ def narrow_space(
             f"The 'spread' parameter of {owner} must be a mapping name -> number or None, "
             f"got {type(spread).__name__}."
         )
-    unsure = {n: max(0.0, float((spread or {}).get(n, 0.0))) for n in shares}
+    for n, v in (spread or {}).items():
+        check_float(v, f"spread[{n!r}]", owner, low=0)
+    unsure = {n: float((spread or {}).get(n, 0.0)) for n in shares}
     to_fix = {n for n, s in shares.items() if s + unsure[n] < min_importance and n not in keep_set}
     if importance:  # always search something: the most important parameter without a condition
         roots = [n for n in space.names if not space[n].condition]

@@ -389,6 +389,8 @@ def plan(
     check_int(n_seeds, "n_seeds", owner, low=1)
     check_int(n_finalists, "n_finalists", owner, low=1, allow_none=True)
     check_int(n_transfer, "n_transfer", owner, low=0)
+    if not isinstance(race, bool):
+        raise TypeError(f"The 'race' parameter of plan must be a bool, got {race!r}.")
     vcost = fmax if validation_cost is None else _positive(validation_cost, "validation_cost")
     if parsed.kind == "seconds":
         if seconds_per_unit is None:
