@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,46 @@ def test_the_race_resumes_with_the_same_contenders() -> None:
     assert [f.source for f in again.validation] == [f.source for f in whole.validation]
     assert [f.seeds for f in again.validation] == [f.seeds for f in whole.validation]
     assert again.best_config == whole.best_config
+
+
+def test_a_finalist_whose_first_race_run_fails_is_not_a_contender() -> None:
+    """The search's best configuration crashes in final validation: the race goes on with
+    the others, the failure is reported on that finalist, and it cannot be chosen."""
+    inner = make_objective()
+    whole = run(MemoryStorage())
+    best = whole.validation[0]
+    bad = dict(next(f.config for f in whole.validation if f.source == best.source))
+
+    def crashes_once_in_validation(trial: Trial) -> float:
+        if trial.phase == "validate" and dict(trial.config) == bad:
+            raise RuntimeError("CUDA out of memory")
+        return inner(trial)
+
+    result = run(MemoryStorage(), objective=crashes_once_in_validation)
+    assert result.plan.race == (7, 3)
+    failed = [f for f in result.validation if f.config == bad]
+    assert len(failed) == 1 and failed[0].seeds == [] and math.isnan(failed[0].mean)
+    assert failed[0].failures == ["RuntimeError: CUDA out of memory"]
+    assert failed[0].flags == ["1 failed"] and result.validation[-1] is failed[0]
+    assert result.best_config != bad and result.score is not None
+    assert result.best_finalist is result.validation[0]
+    assert "1 failed" in result.validation_table()
+    went_on = [f for f in result.validation if not f.raced_out and f.config != bad]
+    assert len(went_on) == 3 and all(f.seeds == [1, 2] for f in went_on)
+
+
+def test_when_every_final_run_fails_the_result_falls_back_to_the_search() -> None:
+    inner = make_objective()
+
+    def no_holdout(trial: Trial) -> float:
+        if trial.phase == "validate":
+            raise ValueError("the holdout file is missing")
+        return inner(trial)
+
+    result = run(MemoryStorage(), objective=no_holdout)
+    assert result.validation and all(not f.values for f in result.validation)
+    assert result.best_finalist is None and result.score is None
+    assert result.best_config and result.search_value is not None
 
 
 def test_trials_carry_budget_seed_phase_and_split() -> None:
@@ -689,6 +730,24 @@ def test_result_mid_way_and_a_changed_budget_on_resume() -> None:
             n_seeds=1,
         )
         assert again.plan() == search.plan()
+
+
+def test_a_resumed_pipeline_names_every_setting_it_ignores() -> None:
+    storage = MemoryStorage()
+    kwargs: dict[str, Any] = dict(
+        budget="20 trials", max_fidelity=MAX_FIDELITY, storage=storage, name="changed", seed=0
+    )
+    first = BudgetedSearch(make_objective(), SPACE, n_seeds=3, **kwargs)
+    assert first.plan().race is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same settings: no warning
+        assert BudgetedSearch(make_objective(), SPACE, n_seeds=3, **kwargs).plan() == first.plan()
+    with pytest.warns(UserWarning) as caught:
+        again = BudgetedSearch(make_objective(), SPACE, n_seeds=2, race=False, **kwargs)
+        assert again.plan() == first.plan()
+    (message,) = [str(w.message) for w in caught]
+    assert "n_seeds (stored: 3), race (stored: True) given now are ignored" in message
+    assert "budget" not in message
 
 
 def test_a_data_fraction_as_the_fidelity() -> None:

@@ -19,7 +19,7 @@ from tunecraft.logging import get_logger
 from tunecraft.schedulers import Decision, Scheduler
 from tunecraft.space import Categorical, Int, Param, Space
 from tunecraft.storage import Storage, get_storage
-from tunecraft.strategy._plan import Budget, Plan, check_shares, plan
+from tunecraft.strategy._plan import Budget, Plan, check_shares, plan, race_sizes
 from tunecraft.strategy._transfer import (
     apply_lr_scaling,
     default_config,
@@ -151,7 +151,7 @@ class TuneResult:
     @property
     def best_finalist(self) -> FinalistResult | None:
         """The chosen finalist (``None`` before any validation run)."""
-        return self.validation[0] if self.validation else None
+        return self.validation[0] if self.validation and self.validation[0].values else None
 
     def validation_table(self) -> str:
         """The finalists, one row each: holdout mean, std, interval, search value, flags."""
@@ -173,7 +173,7 @@ class TuneResult:
             rows.append(
                 (
                     str(i + 1),
-                    f"{f.mean:.4g}",
+                    f"{f.mean:.4g}" if f.values else "-",
                     "-" if math.isnan(f.std) else f"{f.std:.2g}",
                     ci,
                     str(f.n),
@@ -472,15 +472,13 @@ class BudgetedSearch:
         stored = self._journal.get("plan")
         if stored is not None:
             self._plan = Plan.from_dict(stored["plan"])
-            if (
-                self._plan.requested != self.budget.describe(self.unit)
-                or self._plan.max_fidelity != self.max_fidelity
-            ):
+            ignored = self._ignored_settings(self._plan)
+            if ignored:
                 warnings.warn(
-                    f"Pipeline '{self.name}' continues with its stored plan (budget "
-                    f"{self._plan.requested}, max_fidelity {self._plan.max_fidelity}); the "
-                    "budget or max_fidelity given now is ignored. Use another name to start "
-                    "afresh.",
+                    f"Pipeline '{self.name}' continues with its stored plan; "
+                    f"{', '.join(ignored)} given now "
+                    f"{'is' if len(ignored) == 1 else 'are'} ignored. Use another name to "
+                    "start afresh.",
                     UserWarning,
                     stacklevel=2,
                 )
@@ -512,6 +510,23 @@ class BudgetedSearch:
         )
         self._say(self._plan.table())
         return self._plan
+
+    def _ignored_settings(self, stored: Plan) -> list[str]:
+        """The settings given now that differ from those ``stored`` was made with."""
+        out: list[str] = []
+        if stored.requested != self.budget.describe(self.unit):
+            out.append(f"budget (stored: {stored.requested})")
+        if stored.max_fidelity != self.max_fidelity:
+            out.append(f"max_fidelity (stored: {_num(stored.max_fidelity)})")
+        if stored.n_seeds != self.n_seeds:
+            out.append(f"n_seeds (stored: {stored.n_seeds})")
+        if self.n_finalists is not None and stored.n_finalists != self.n_finalists:
+            out.append(f"n_finalists (stored: {stored.n_finalists})")
+        # race=True plans no race when there is nothing to race (one finalist or one seed)
+        could_race = race_sizes(stored.n_finalists, stored.n_seeds) is not None
+        if could_race and self.race != (stored.race is not None):
+            out.append(f"race (stored: {stored.race is not None})")
+        return out
 
     @property
     def done(self) -> list[str]:
@@ -1268,13 +1283,35 @@ class BudgetedSearch:
             raced = self._journal.get("contenders")
             kept = None if raced is None else set(raced["contenders"])
             by_finalist: dict[int, list[FrozenTrial]] = {}
+            failed: dict[int, list[FrozenTrial]] = {}
             for t in self.study("validate").trials:
                 i = t.user_attrs.get(FINALIST_ATTR)
-                if t.state is TrialState.COMPLETE and isinstance(i, int) and t.value is not None:
+                if not isinstance(i, int):
+                    continue
+                if t.state is TrialState.COMPLETE and t.value is not None:
                     by_finalist.setdefault(i, []).append(t)
+                elif t.state is TrialState.FAILED and _counts(t):  # a crash, not a kill
+                    failed.setdefault(i, []).append(t)
             for i, f in enumerate(finalists):
                 runs = sorted(by_finalist.get(i, []), key=lambda t: t.seed or 0)
+                failures = [_first_line(t.error) for t in failed.get(i, [])]
                 if not runs:
+                    if failures:  # every run failed: listed, never chosen
+                        validation.append(
+                            FinalistResult(
+                                config=failed[i][0].run_config,
+                                source=f["source"],
+                                search_value=f["value"],
+                                seeds=[],
+                                values=[],
+                                mean=math.nan,
+                                std=math.nan,
+                                ci=(math.nan, math.nan),
+                                search_config=dict(f["config"]),
+                                search_fidelity=f.get("fidelity"),
+                                failures=failures,
+                            )
+                        )
                     continue
                 values = [float(t.value) for t in runs if t.value is not None]
                 mean, spread, interval = summarize(values)
@@ -1305,6 +1342,7 @@ class BudgetedSearch:
                         ),
                         search_fidelity=f.get("fidelity"),
                         raced_out=kept is not None and i not in kept,
+                        failures=failures,
                     )
                 )
         validation, selected_by = _choose(validation, self.select, sign)
@@ -1320,7 +1358,7 @@ class BudgetedSearch:
         score: float | None = None
         std: float | None = None
         ci: tuple[float, float] | None = None
-        if validation:
+        if validation and validation[0].values:
             best = validation[0]
             best_config, score, std, ci = best.config, best.mean, best.std, best.ci
         else:
@@ -1635,7 +1673,16 @@ def _choose(
     ``select="validation"``: the validation metric of the final runs when every finalist
     has it; else the search values, longest runs first (the best search run at the highest
     fidelity wins, as the finalists were picked); else (no search record) the holdout.
+    Finalists whose every run failed come last, in their order.
     """
+    dead = [f for f in validation if not f.values]
+    ordered, by = _order(validation=[f for f in validation if f.values], select=select, sign=sign)
+    return ordered + dead, by
+
+
+def _order(
+    validation: list[FinalistResult], select: str, sign: float
+) -> tuple[list[FinalistResult], str]:
     if not validation:
         return validation, "holdout"
     if select == "validation":

@@ -56,6 +56,9 @@ class FinalistResult:
         search_fidelity: The fidelity of the search run it came from (``None`` when unknown).
         raced_out: A raced validation dropped it after its first run (it is never the
             choice; see ``BudgetedSearch(race=)``).
+        failures: The error (first line) of each of its runs that failed. A finalist whose
+            every run failed is listed with no values (``mean`` is ``nan``) and is never
+            the choice.
     """
 
     config: dict[str, Any]
@@ -75,6 +78,7 @@ class FinalistResult:
     validation_mean: float | None = None
     search_fidelity: float | None = None
     raced_out: bool = False
+    failures: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -83,13 +87,15 @@ class FinalistResult:
 
     @property
     def flags(self) -> list[str]:
-        """``"overfitting"``, ``"undertrained"`` and ``"raced out"``, those that apply."""
+        """``"overfitting"``, ``"undertrained"``, ``"raced out"`` and ``"N failed"``, those
+        that apply."""
         return [
             name
             for name, on in (
                 ("overfitting", self.overfitting),
                 ("undertrained", self.undertrained),
                 ("raced out", self.raced_out),
+                (f"{len(self.failures)} failed", bool(self.failures)),
             )
             if on
         ]
