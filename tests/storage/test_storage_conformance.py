@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import fields
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,12 +16,38 @@ from tunecraft.testing.storages import (
     StorageConformance,
     postgres_url,
 )
+from tunecraft.trial import FrozenTrial, TrialState
 
 
 class TestMemoryStorage(StorageConformance):
     @pytest.fixture
     def storage(self) -> Storage:
         return MemoryStorage()
+
+    def test_a_snapshot_keeps_every_field(self) -> None:
+        """The snapshot is built field by field (for speed): a field added to FrozenTrial
+        and not copied there fails here."""
+        from tunecraft.storage._memory import _snapshot
+
+        values: dict[str, Any] = {
+            "number": 3,
+            "state": TrialState.FAILED,
+            "config": {"x": 0.5, "nested": {"a": [1, {"b": 2}]}},
+            "value": 1.5,
+            "intermediate": {1: 2.0},
+            "user_attrs": {"tc.config": {"lr": 0.1}, "k": [1, [2]]},
+            "datetime_start": datetime(2026, 1, 1, tzinfo=timezone.utc),
+            "datetime_complete": datetime(2026, 1, 2, tzinfo=timezone.utc),
+            "error": "boom",
+            "trial_id": 9,
+            "worker": "host:1",
+        }
+        assert set(values) == {f.name for f in fields(FrozenTrial)}
+        record = FrozenTrial(**values)
+        copy = _snapshot(record)
+        assert copy == record
+        assert copy.config["nested"]["a"] is not record.config["nested"]["a"]
+        assert copy.user_attrs["k"][1] is not record.user_attrs["k"][1]
 
 
 class TestSQLiteStorage(StorageConformance, ConcurrentStorageConformance):

@@ -233,20 +233,39 @@ def _json_copy(value: Any) -> Any:
 
 
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)  # exact types: a subclass goes the careful way
 
 
 def _copy_values(d: dict[Any, Any]) -> dict[Any, Any]:
-    return {
-        k: v if isinstance(v, _SCALARS) else copy.deepcopy(v)  # lists, dicts: copy deeply
-        for k, v in d.items()
-    }
+    return {k: v if v.__class__ in _SCALAR_TYPES else _copy_tree(v) for k, v in d.items()}
+
+
+def _copy_tree(value: Any) -> Any:
+    """A copy of a stored value: JSON, so dicts, lists and scalars only (what ``_json_copy``
+    made). Several times faster than ``copy.deepcopy``, which dominated ``get_trials`` when
+    every trial carried a derived config (``tc.config``) in its user attributes."""
+    if isinstance(value, dict):
+        return {k: v if isinstance(v, _SCALARS) else _copy_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [v if isinstance(v, _SCALARS) else _copy_tree(v) for v in value]
+    return value
 
 
 def _snapshot(t: FrozenTrial) -> FrozenTrial:
     """A record whose contents the caller may change without touching the storage's copy."""
-    return replace(
-        t,
+    # Built field by field, not with dataclasses.replace: get_trials snapshots every trial of
+    # a study on each call, and replace's generic path was half of that cost. Every field of
+    # FrozenTrial is named (tests/storage check that a snapshot equals its record).
+    return FrozenTrial(
+        number=t.number,
+        state=t.state,
         config=_copy_values(t.config),
+        value=t.value,
         intermediate=dict(t.intermediate),
-        user_attrs=_copy_values(t.user_attrs),
+        user_attrs=_copy_values(t.user_attrs) if t.user_attrs else {},
+        datetime_start=t.datetime_start,
+        datetime_complete=t.datetime_complete,
+        error=t.error,
+        trial_id=t.trial_id,
+        worker=t.worker,
     )
