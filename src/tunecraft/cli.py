@@ -71,8 +71,8 @@ TUNE_KEYS: dict[str, str] = {
     "shares": "{explore: 0.1, refine: 0.3, validate: 0.6} (the default)",
     "holdout": (
         "{finalists: K, seeds: S, select: validation|holdout, cost: C, race: true|false}: the "
-        "final validation (default: up to 5 finalists, 3 seeds, raced, chosen on validation, "
-        "each run costing a full one)"
+        "final validation (default: 3 finalists raced, one run each and 3 seeds for the best; "
+        "chosen on validation; each run costing a full one)"
     ),
     "prior": "names of earlier studies in the storage to start from",
     "defaults": "start from the shipped defaults table (default true)",

@@ -109,6 +109,7 @@ def test_validation_cost_is_planned_and_charged() -> None:
         max_fidelity=MAX_FIDELITY,
         seed=0,
         n_seeds=2,
+        race=False,
         validation_cost=2,  # a final run is 5x cheaper than a full search run
     )
     plan = result.plan
@@ -123,6 +124,7 @@ def test_validation_cost_is_planned_and_charged() -> None:
         max_fidelity=MAX_FIDELITY,
         seed=0,
         n_seeds=2,
+        race=False,
     )
     assert plan.phase("refine").allotted > default.plan.phase("refine").allotted
     assert result.spent["refine"].units > default.spent["refine"].units

@@ -94,11 +94,11 @@ def test_tune_runs_every_phase_and_validates_on_the_holdout() -> None:
     assert refine <= plan.phase("refine").allotted
     assert sum(s.units for s in result.spent.values()) <= plan.budget
     # Finalists: trained with the seeds the search never used, scored on the holdout; the
-    # race gave every candidate one run and the best half the other seed.
-    assert plan.race == (7, 3) and plan.n_finalists == 5 and plan.phase("validate").runs == 10
-    assert len(result.validation) == 7
+    # race gave every finalist one run and the best of them the other seed.
+    assert plan.race == (3, 1) and plan.n_finalists == 3 and plan.phase("validate").runs == 4
+    assert len(result.validation) == 3
     went_on = [f for f in result.validation if not f.raced_out]
-    assert len(went_on) == 3 and result.validation[:3] == went_on
+    assert len(went_on) == 1 and result.validation[:1] == went_on
     for f in result.validation:
         assert f.seeds == ([1] if f.raced_out else [1, 2]) and len(f.values) == len(f.seeds)
         assert len(f.curves[1]) == MAX_FIDELITY
@@ -107,7 +107,7 @@ def test_tune_runs_every_phase_and_validates_on_the_holdout() -> None:
         assert f.ci[0] <= f.mean <= f.ci[1] and set(f.curves) == {1, 2}
     # Those that went on were the best on their first run, by the validation metric.
     first = sorted(f.validation_values[0] for f in result.validation)
-    assert sorted(f.validation_values[0] for f in went_on) == first[:3]
+    assert [f.validation_values[0] for f in went_on] == first[:1]
     # The validation metric of the final runs chose (the holdout only scores the choice).
     assert result.selected_by == "validation" and not result.optimistic
     chosen_by = [f.validation_mean for f in went_on]
@@ -134,14 +134,14 @@ def test_race_false_gives_every_finalist_every_seed() -> None:
     assert all(f.seeds == [1, 2] and not f.raced_out for f in result.validation)
     assert "5x2=10" in plan.table()
     raced = run(name="raced").plan.table()
-    assert "7+3x1=10" in raced and "7 finalists x 1 seed, the best 3 by it x 1 more" in raced
+    assert "3+1x1=4" in raced and "3 finalists x 1 run, the best by it x 1 more seeds" in raced
     with pytest.raises(TypeError, match="'race' parameter of BudgetedSearch"):
         run(race="yes")
 
 
-def test_no_race_when_the_search_has_few_distinct_configurations() -> None:
-    """Four distinct configurations, room for five finalists x two seeds: no race (the race
-    would keep three), each gets every seed."""
+def test_a_race_among_fewer_configurations_than_planned() -> None:
+    """Two distinct configurations where the plan races three: both get a first run, the
+    better the other seed; the run left over is not made."""
 
     def objective(trial: Trial) -> float:
         value = 0.0
@@ -152,16 +152,18 @@ def test_no_race_when_the_search_has_few_distinct_configurations() -> None:
 
     result = tune(
         objective,
-        {"c": tc.choice([1, 2, 3, 4])},
+        {"c": tc.choice([1, 2])},
         budget="20 trials",
         max_fidelity=MAX_FIDELITY,
-        n_seeds=2,
+        n_seeds=3,
         seed=0,
     )
-    assert result.plan.race == (7, 3)
-    assert len(result.validation) == 4
-    assert all(f.seeds == [1, 2] and not f.raced_out for f in result.validation)
-    assert result.best_config == {"c": 2}
+    assert result.plan.race == (3, 1) and result.plan.phase("validate").runs == 5
+    assert [(f.config, f.seeds, f.raced_out) for f in result.validation] == [
+        ({"c": 2}, [1, 2, 3], False),
+        ({"c": 1}, [1], True),
+    ]
+    assert result.spent["validate"].runs == 4 and result.best_config == {"c": 2}
 
 
 def test_the_race_resumes_with_the_same_contenders() -> None:
@@ -173,7 +175,7 @@ def test_the_race_resumes_with_the_same_contenders() -> None:
     def dies_in_round_two(trial: Trial) -> float:
         if trial.phase == "validate" and trial.seed == 2:
             calls["n"] += 1
-            if calls["n"] == 2:
+            if calls["n"] == 1:
                 raise KeyboardInterrupt
         return inner(trial)
 
@@ -203,7 +205,7 @@ def test_a_finalist_whose_first_race_run_fails_is_not_a_contender() -> None:
         return inner(trial)
 
     result = run(MemoryStorage(), objective=crashes_once_in_validation)
-    assert result.plan.race == (7, 3)
+    assert result.plan.race == (3, 1)
     failed = [f for f in result.validation if f.config == bad]
     assert len(failed) == 1 and failed[0].seeds == [] and math.isnan(failed[0].mean)
     assert failed[0].failures == ["RuntimeError: CUDA out of memory"]
@@ -212,7 +214,8 @@ def test_a_finalist_whose_first_race_run_fails_is_not_a_contender() -> None:
     assert result.best_finalist is result.validation[0]
     assert "1 failed" in result.validation_table()
     went_on = [f for f in result.validation if not f.raced_out and f.config != bad]
-    assert len(went_on) == 3 and all(f.seeds == [1, 2] for f in went_on)
+    assert len(went_on) == 1 and went_on[0].seeds == [1, 2]
+    assert [f.seeds for f in result.validation] == [[1, 2], [1], []]
 
 
 def test_when_every_final_run_fails_the_result_falls_back_to_the_search() -> None:

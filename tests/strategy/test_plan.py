@@ -186,12 +186,23 @@ def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:
 
 
 def test_race_sizes_and_a_raced_plan_round_trip() -> None:
-    assert race_sizes(4, 3) == (8, 2) and race_sizes(1, 3) is None and race_sizes(4, 1) is None
+    assert race_sizes(4, 3) == (4, 1) and race_sizes(1, 3) is None and race_sizes(4, 1) is None
     p = plan("20 trials", max_fidelity=52, race=True)
     v = p.phase("validate")
-    assert p.race == (8, 2) and v.runs == p.n_finalists * p.n_seeds == 12
-    assert "8+2x2=12" in p.table()
+    # 3 finalists x 1 run + 2 more seeds for the best: 5 runs; the other 7 of the 60% refine
+    assert p.race == (3, 1) and p.n_finalists == 3 and v.runs == 5 and v.cost == 5 * 52
+    assert p.phase("refine").allotted == pytest.approx(1040 - 104 - 5 * 52)
+    table = p.table()
+    assert "3+1x2=5" in table and "the best by it x 2 more seeds" in table
+    assert "validate needs 25% of its 60% (3 finalists x 1 run, the best 1 x 2" in table
     assert Plan.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    # an explicit number of finalists, raced: k + s - 1 runs; too many for the budget: why
+    assert plan("20 trials", max_fidelity=52, race=True, n_finalists=5).phase("validate").runs == 7
+    with pytest.raises(ValueError, match=r"needs 9 finalist\(s\) x 1 run \+ 2 more seeds x 52"):
+        plan("10 trials", max_fidelity=52, race=True, n_finalists=9)
+    # too small for a race of two (2 + 2 runs > 3.6): the one finalist gets every seed
+    small = plan("6 trials", max_fidelity=52, race=True)
+    assert small.race is None and small.n_finalists == 1 and small.phase("validate").runs == 3
     with pytest.raises(TypeError, match="'race' parameter of plan"):
         plan("20 trials", max_fidelity=52, race="yes")  # type: ignore[arg-type]
 

@@ -20,8 +20,11 @@ PHASES = ("lr_range_test", "transfer", "explore", "refine", "validate")
 DEFAULT_SHARES: dict[str, float] = {"explore": 0.1, "refine": 0.3, "validate": 0.6}
 #: Explore aims at this many short runs (20-30 where the budget allows).
 EXPLORE_TARGET_RUNS = 25
-#: Finalists validated when the budget allows (fewer when it does not).
+#: Finalists validated when the budget allows (fewer when it does not), every one with
+#: every seed (``race=False``).
 MAX_FINALISTS = 5
+#: Finalists a raced validation gives one full-length run each (``race=True``).
+RACE_FINALISTS = 3
 _EPS = 1e-9
 _KINDS = ("units", "trials", "seconds")
 _TIME_UNITS = {
@@ -179,8 +182,9 @@ class Plan:
             ``share`` of each row is what the phase actually gets.
         race: ``(candidates, contenders)`` when the final validation races: ``candidates``
             configurations get one full-length run each, and the best ``contenders`` of them
-            the other ``n_seeds - 1`` seeds, for the same ``n_finalists * n_seeds`` runs
-            (``None``: every finalist gets every seed).
+            the other ``n_seeds - 1`` seeds (``None``: every finalist gets every seed). Plans
+            made now race as :func:`race_sizes` says (the best one goes on); plans stored by
+            earlier versions may carry other sizes and run as they say.
     """
 
     budget: float
@@ -273,6 +277,12 @@ class Plan:
         surplus = asked - v.cost
         if surplus <= max(_EPS, 1e-6 * self.budget):
             return ""
+        runs = (
+            f"{self.race[0]} finalists x 1 run, the best {self.race[1]} x "
+            f"{self.n_seeds - 1} more seeds"
+            if self.race is not None
+            else f"{self.n_finalists} finalists x {self.n_seeds} seeds"
+        )
         u = self.unit
         refine = self.phase("refine")
         searched = sum(p.cost for p in self.phases if p.name in ("transfer", "explore"))
@@ -280,8 +290,8 @@ class Plan:
         extra = f", with explore's rounding ({_num(rounding)})" if rounding > 1e-6 else ""
         return (
             f"Note: validate needs {_percent(v.cost / self.budget)} of its "
-            f"{_percent(self.shares['validate'])} ({self.n_finalists} finalists x "
-            f"{self.n_seeds} seeds x {_num(self.validation_run_cost)} {u}); the other "
+            f"{_percent(self.shares['validate'])} ({runs}, {_num(self.validation_run_cost)} "
+            f"{u} each); the other "
             f"{_num(surplus)} {u} go to refine ({_percent(self.shares['refine'])} -> "
             f"{_percent(refine.share)}{extra}), where more search pays more than more seeds."
         )
@@ -324,11 +334,13 @@ def plan(
 
     The arithmetic, in fidelity units (``B`` the budget, ``F`` the full length):
 
-    * **validate** gets ``shares["validate"] * B``: ``k`` finalists (up to ``n_finalists``,
-      default up to 5) trained in full with ``n_seeds`` seeds each, a run costing ``C``
-      (``validation_cost``, default ``F``); what ``k * n_seeds * C`` leaves over goes to
-      refine (the table says so under it: past 5 finalists and 3 seeds, more search is the
-      better use of the budget).
+    * **validate** gets at most ``shares["validate"] * B``: ``k`` finalists (``n_finalists``;
+      by default 3 when raced, up to 5 when not; fewer when the budget requires) trained in
+      full, a run costing ``C`` (``validation_cost``, default ``F``). Not raced, each gets
+      ``n_seeds`` seeds (``k * n_seeds`` runs); raced (:func:`race_sizes`), each gets one
+      run and the best of them the other ``n_seeds - 1`` (``k + n_seeds - 1`` runs). What
+      the runs leave over goes to refine (the table says so under it): more search pays more
+      than more seeds for finalists that are not chosen.
     * **explore** gets ``shares["explore"] * B``: runs of length ``clip(E / 25, min_fidelity,
       F / 3)`` (short runs, about 25 of them where the budget allows); up to a third of them
       (``n_transfer`` at most) evaluate transferred configurations first (the transfer row).
@@ -344,7 +356,8 @@ def plan(
             ``max_fidelity / 16`` for a float).
         shares: ``{"explore": 0.1, "refine": 0.3, "validate": 0.6}`` (the default) or three
             numbers in that order; each > 0, summing to 1.
-        n_finalists: Finalists to validate (``None``: as many as the budget allows, up to 5).
+        n_finalists: Finalists to validate (``None``: 3 when raced, else as many as the budget
+            allows up to 5).
         n_seeds: Seeds per finalist (an int >= 1).
         n_transfer: Transferred configurations waiting to be evaluated.
         lr_range_test: Whether a learning-rate range test runs first (outside the budget).
@@ -353,8 +366,8 @@ def plan(
         validation_cost: Fidelity units one final-validation run costs (default
             ``max_fidelity``): for cross-validation with folds as the fidelity, a holdout run
             is one fit on all the search data, about one fold fit.
-        race: Race the final validation (:func:`race_sizes`): the same runs, spread over
-            more configurations, the later seeds going to the best of them.
+        race: Race the final validation (:func:`race_sizes`): one run per finalist, the
+            other seeds only for the best of them.
 
     Raises:
         ValueError: Bad shares or counts, or a budget too small for a phase to get one run;
@@ -403,7 +416,7 @@ def plan(
     else:
         spu = None
         units = parsed.amount * (fmax if parsed.kind == "trials" else 1.0)
-    args = (fmax, fmin, integer, split, n_finalists, n_seeds, n_transfer, vcost)
+    args = (fmax, fmin, integer, split, n_finalists, n_seeds, n_transfer, vcost, race)
     rows, problem = _arithmetic(units, *args)
     if problem is not None:
         need = _minimum_budget(units, *args)
@@ -423,12 +436,13 @@ def plan(
         phases.insert(
             0, PhasePlan("lr_range_test", 0.0, 1, 0.0, 0.0, "narrows the lr range; not counted")
         )
-    k = n_finalists or min(MAX_FINALISTS, phases[-1].runs // n_seeds)
+    k = _finalists_for(split["validate"] * units, vcost, n_finalists, n_seeds, race)
     sizes = race_sizes(k, n_seeds) if race else None
     if sizes is not None:
         c, kept = sizes
+        best = "the best" if kept == 1 else f"the best {kept}"
         note = (
-            f"{c} finalists x 1 seed, the best {kept} by it x {n_seeds - 1} more; scored on "
+            f"{c} finalists x 1 run, {best} by it x {n_seeds - 1} more seeds; scored on "
             "the holdout"
         )
         if ";" in phases[-1].note:  # the cost of a run, when it differs
@@ -452,27 +466,44 @@ def plan(
 
 
 def race_sizes(n_finalists: int, n_seeds: int) -> tuple[int, int] | None:
-    """How a raced final validation spends ``n_finalists * n_seeds`` full-length runs.
+    """How a raced final validation spends its full-length runs.
 
-    Every candidate gets one run (the first seed); the best ``ceil(n_finalists / 2)`` of
-    them by that run get the other ``n_seeds - 1`` seeds; the candidates are as many as the
-    runs left allow: ``n_finalists * n_seeds - kept * (n_seeds - 1)``. The search's ranking of
-    its best configurations rests on short or single runs, and at a small budget few of them
-    ran in full; one fresh full run each for twice as many is a better use of the runs than
-    three seeds for each of a few (the chosen configuration still gets ``n_seeds``).
+    Every finalist gets one run (the first seed); the best of them by that run (its
+    validation metric) gets the other ``n_seeds - 1`` seeds, so the chosen configuration is
+    scored on ``n_seeds`` runs and the others cost one each: ``n_finalists + n_seeds - 1``
+    runs instead of ``n_finalists * n_seeds``. Measured on digits and three LCBench tasks
+    (``docs/benchmarks.md``), the runs this saves buy more as search (refine) than as
+    seeds for finalists that are not chosen.
 
     Returns:
         ``(candidates, kept)``, or ``None`` when there is nothing to race (one finalist or
         one seed).
 
     Example:
-        >>> race_sizes(4, 3), race_sizes(5, 3), race_sizes(3, 2), race_sizes(1, 3)
-        ((8, 2), (9, 3), (4, 2), None)
+        >>> race_sizes(3, 3), race_sizes(5, 2), race_sizes(1, 3), race_sizes(3, 1)
+        ((3, 1), (5, 1), None, None)
     """
     if n_finalists < 2 or n_seeds < 2:
         return None
-    kept = math.ceil(n_finalists / 2)
-    return n_finalists * n_seeds - kept * (n_seeds - 1), kept
+    return n_finalists, 1
+
+
+def _validation_runs(n_finalists: int, n_seeds: int, race: bool) -> int:
+    """Full-length runs a final validation makes: ``k * s``, or ``k + s - 1`` raced."""
+    sizes = race_sizes(n_finalists, n_seeds) if race else None
+    if sizes is None:
+        return n_finalists * n_seeds
+    return sizes[0] + sizes[1] * (n_seeds - 1)
+
+
+def _finalists_for(
+    v_allot: float, vcost: float, n_finalists: int | None, n_seeds: int, race: bool
+) -> int:
+    """Finalists the validation allotment affords (the wanted number at most; may be 0)."""
+    slots = math.floor(v_allot / vcost + _EPS)
+    # raced: k + s - 1 runs (k = 1: s runs, the same as not raced); else k * s
+    affordable = slots - (n_seeds - 1) if race and n_seeds > 1 else slots // n_seeds
+    return max(0, min(n_finalists or (RACE_FINALISTS if race else MAX_FINALISTS), affordable))
 
 
 def check_shares(shares: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:
@@ -525,23 +556,30 @@ def _arithmetic(
     n_seeds: int,
     n_transfer: int,
     vcost: float,
+    race: bool = False,
 ) -> tuple[tuple[PhasePlan, ...] | None, str | None]:
     """The plan's rows for a budget of ``units``, or why none fits."""
 
     def fit(x: float) -> float:
         return float(math.floor(x + _EPS)) if integer else x
 
-    # Validate: k finalists x n_seeds full runs, each costing vcost.
+    # Validate: k finalists, k * n_seeds full runs (raced: k + n_seeds - 1), each costing vcost.
     v_allot = shares["validate"] * units
-    affordable = math.floor(v_allot / (n_seeds * vcost) + _EPS)
-    k = min(n_finalists or MAX_FINALISTS, affordable)
-    if k < 1 or (n_finalists is not None and affordable < n_finalists):
+    k = _finalists_for(v_allot, vcost, n_finalists, n_seeds, race)
+    if k < 1 or (n_finalists is not None and k < n_finalists):
         want = n_finalists or 1
-        return None, (
-            f"validate ({shares['validate']:.0%}) needs {want} finalist(s) x {n_seeds} seeds x "
-            f"{_num(vcost)} = {_num(want * n_seeds * vcost)}, it gets {_num(v_allot)}"
+        runs = _validation_runs(want, n_seeds, race)
+        how = (
+            f"{want} finalist(s) x 1 run + {n_seeds - 1} more seeds"
+            if race_sizes(want, n_seeds) is not None and race
+            else f"{want} finalist(s) x {n_seeds} seeds"
         )
-    v_cost = k * n_seeds * vcost
+        return None, (
+            f"validate ({shares['validate']:.0%}) needs {how} x {_num(vcost)} = "
+            f"{_num(runs * vcost)}, it gets {_num(v_allot)}"
+        )
+    v_runs = _validation_runs(k, n_seeds, race)
+    v_cost = v_runs * vcost
     # Explore: about 25 short runs; transferred configs first.
     e_allot = shares["explore"] * units
     f_e = max(fmin, fit(min(max(e_allot / EXPLORE_TARGET_RUNS, fmin), max(fmin, fmax / 3))))
@@ -598,7 +636,7 @@ def _arithmetic(
         PhasePlan(
             "validate",
             v_cost / units,
-            k * n_seeds,
+            v_runs,
             fmax,
             v_cost,
             f"best {k} x {n_seeds} seeds, scored on the holdout"
