@@ -28,6 +28,10 @@ class History:
         self._fetch = fetch
         self._trials: list[FrozenTrial] | None = None
         self.direction = direction
+        #: What samplers and schedulers derive from these trials, kept for the life of this
+        #: history (one decision reads it several times: a scheduler's rung checks serve
+        #: ``to_stop``, ``on_ask`` and ``sampler_trials`` of one ask). Keys name their owner.
+        self.memo: dict[Any, Any] = {}
 
     @property
     def trials(self) -> list[FrozenTrial]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,8 +47,8 @@ def _values(trial: FrozenTrial, levels: Sequence[int]) -> list[float | None]:
         if v is None:
             if steps is None:
                 steps = sorted(inter)
-            later = [s for s in steps if s >= m]
-            v = inter[later[0]] if later else None
+            i = bisect_left(steps, m)
+            v = inter[steps[i]] if i < len(steps) else None
         out.append(v)
     return out
 
@@ -192,8 +193,16 @@ class AutoScheduler(Scheduler):
     def checks(self, history: History) -> list[RungCheck]:
         """Each candidate rung, its correlation check and whether it is in use.
 
-        Empty while ``max_resource="auto"`` is not resolved yet.
+        Empty while ``max_resource="auto"`` is not resolved yet. Computed once per history
+        (``history.memo``): one ask reads it three times.
         """
+        key = (self, "checks")
+        cached: list[RungCheck] | None = history.memo.get(key)
+        if cached is None:
+            cached = history.memo[key] = self._checks(history)
+        return list(cached)
+
+    def _checks(self, history: History) -> list[RungCheck]:
         top = self._resolve_max(history)
         if top is None:
             return []
