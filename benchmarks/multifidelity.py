@@ -387,7 +387,10 @@ def run_optuna(problem: Problem, seed: int, ledger: Ledger, *, pruner: str) -> N
         )
     else:
         p = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), pruner=p)
+    # a fixed name: HyperbandPruner hashes it into its bracket choice (the default is random)
+    study = optuna.create_study(
+        sampler=optuna.samplers.TPESampler(seed=seed), pruner=p, study_name=f"{pruner}-{seed}"
+    )
     while not ledger.exhausted:
         trial = study.ask()
         config = problem.optuna_space(trial)

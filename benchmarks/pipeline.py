@@ -373,8 +373,13 @@ def run_optuna(task: Task, budget: int, seed: int, meter: Meter, *, pruner: str)
         p: Any = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     else:
         p = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=task.max_fidelity)
+    # A fixed name: HyperbandPruner assigns brackets by a hash of the study name, and the
+    # default name is random, which made its results differ from run to run.
     study = optuna.create_study(
-        direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=p
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=p,
+        study_name=f"{pruner}-{seed}",
     )
     start = time.perf_counter()
 

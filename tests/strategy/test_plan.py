@@ -194,7 +194,7 @@ def test_race_sizes_and_a_raced_plan_round_trip() -> None:
     assert p.phase("refine").allotted == pytest.approx(1040 - 104 - 5 * 52)
     table = p.table()
     assert "3+1x2=5" in table and "the best by it x 2 more seeds" in table
-    assert "validate needs 25% of its 60% (3 finalists x 1 run, the best 1 x 2" in table
+    assert "validate needs 25% of its 60% (3 finalists x 1 run, the best x 2 more" in table
     assert Plan.from_dict(json.loads(json.dumps(p.to_dict()))) == p
     # an explicit number of finalists, raced: k + s - 1 runs; too many for the budget: why
     assert plan("20 trials", max_fidelity=52, race=True, n_finalists=5).phase("validate").runs == 7

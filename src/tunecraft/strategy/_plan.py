@@ -277,12 +277,12 @@ class Plan:
         surplus = asked - v.cost
         if surplus <= max(_EPS, 1e-6 * self.budget):
             return ""
-        runs = (
-            f"{self.race[0]} finalists x 1 run, the best {self.race[1]} x "
-            f"{self.n_seeds - 1} more seeds"
-            if self.race is not None
-            else f"{self.n_finalists} finalists x {self.n_seeds} seeds"
-        )
+        if self.race is not None:
+            c, kept = self.race
+            best = "the best" if kept == 1 else f"the best {kept}"
+            runs = f"{c} finalists x 1 run, {best} x {self.n_seeds - 1} more seeds"
+        else:
+            runs = f"{self.n_finalists} finalists x {self.n_seeds} seeds"
         u = self.unit
         refine = self.phase("refine")
         searched = sum(p.cost for p in self.phases if p.name in ("transfer", "explore"))
