@@ -166,6 +166,39 @@ def test_a_race_among_fewer_configurations_than_planned() -> None:
     assert result.spent["validate"].runs == 4 and result.best_config == {"c": 2}
 
 
+def test_a_plan_with_the_earlier_wide_race_runs_as_it_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans stored before the race was narrowed spread k * s runs over more candidates than
+    finalists (7 + 3 x 1 for 5 x 2); with no more distinct configurations than finalists they
+    gave each every seed, and still do."""
+    import tunecraft.strategy._plan as plan_module
+
+    def wide(k: int, s: int) -> tuple[int, int] | None:
+        kept = math.ceil(k / 2)
+        return (k * s - kept * (s - 1), kept) if k >= 2 and s >= 2 else None
+
+    monkeypatch.setattr(plan_module, "race_sizes", wide)
+
+    def objective(trial: Trial) -> float:
+        value = 0.0
+        for epoch in range(1, int(trial.budget or MAX_FIDELITY) + 1):
+            value = abs(trial.config["c"] - 2) + 1.0 / epoch + 0.01 * (trial.seed or 0)
+            trial.report(value, step=epoch)
+        return value
+
+    result = tune(
+        objective,
+        {"c": tc.choice([1, 2, 3, 4])},
+        budget="20 trials",
+        max_fidelity=MAX_FIDELITY,
+        n_seeds=2,
+        n_finalists=5,
+        seed=0,
+    )
+    assert result.plan.race == (7, 3) and result.plan.phase("validate").runs == 10
+    assert len(result.validation) == 4
+    assert all(f.seeds == [1, 2] and not f.raced_out for f in result.validation)
+
+
 def test_the_race_resumes_with_the_same_contenders() -> None:
     """Killed in the race's second round, a pipeline keeps the contenders it chose."""
     storage = MemoryStorage()
@@ -213,6 +246,17 @@ def test_a_finalist_whose_first_race_run_fails_is_not_a_contender() -> None:
     assert result.best_config != bad and result.score is not None
     assert result.best_finalist is result.validation[0]
     assert "1 failed" in result.validation_table()
+    # chosen on the holdout among two that ran: optimistic; among one that ran: not
+    on_holdout = run(MemoryStorage(), objective=crashes_once_in_validation, select="holdout")
+    assert on_holdout.optimistic
+
+    def only_the_first_finalist_runs(trial: Trial) -> float:
+        if trial.phase == "validate" and trial.user_attrs.get(FINALIST_ATTR) != 0:
+            raise RuntimeError("CUDA out of memory")
+        return inner(trial)
+
+    one_left = run(MemoryStorage(), objective=only_the_first_finalist_runs, select="holdout")
+    assert sum(1 for f in one_left.validation if f.values) == 1 and not one_left.optimistic
     went_on = [f for f in result.validation if not f.raced_out and f.config != bad]
     assert len(went_on) == 1 and went_on[0].seeds == [1, 2]
     assert [f.seeds for f in result.validation] == [[1, 2], [1], []]
@@ -751,6 +795,10 @@ def test_a_resumed_pipeline_names_every_setting_it_ignores() -> None:
     (message,) = [str(w.message) for w in caught]
     assert "n_seeds (stored: 3), race (stored: True) given now are ignored" in message
     assert "budget" not in message
+    with pytest.warns(UserWarning, match=r"shares \(stored: 0.1, 0.3, 0.6\), validation_cost"):
+        BudgetedSearch(
+            make_objective(), SPACE, shares=(0.2, 0.3, 0.5), validation_cost=3, **kwargs
+        ).plan()
 
 
 def test_a_data_fraction_as_the_fidelity() -> None:

@@ -219,7 +219,8 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
             with the name of a stored pipeline continues it where it stopped (after a crash,
             say) or, when it is finished, reads its result back; :attr:`cv_results_` is
             always built from the stored trials.
-        n_seeds: Seeds per finalist in the final validation (``None``: the pipeline's default).
+        n_seeds: Seeds of the chosen finalist in the final validation (every finalist's, with
+            ``tune_options={"race": False}``; ``None``: the pipeline's default).
         n_finalists: Configurations in the final validation (``None``: the pipeline's default).
         shares: Budget shares of the phases (``None``: the pipeline's default).
         n_jobs: Folds fitted in parallel (``None``: one at a time).
@@ -662,7 +663,7 @@ def nested_cv(
         scoring: The scorer, for the inner searches and the outer scores.
         seed: Outer fold ``i`` runs its search with seed ``seed + i`` (an int >= 0).
         holdout: The inner searches' holdout fraction (``None``: none).
-        n_seeds: Seeds per finalist in each inner final validation.
+        n_seeds: Seeds of the chosen finalist in each inner final validation.
         n_finalists: Finalists of each inner final validation.
         shares: Phase shares of each inner pipeline.
         n_jobs: Inner folds fitted in parallel.

@@ -29,8 +29,8 @@ class History:
         self._trials: list[FrozenTrial] | None = None
         self.direction = direction
         #: What samplers and schedulers derive from these trials, kept for the life of this
-        #: history (one decision reads it several times: a scheduler's rung checks serve
-        #: ``to_stop``, ``on_ask`` and ``sampler_trials`` of one ask). Keys name their owner.
+        #: history (one decision may read it several times: AutoScheduler's rung checks
+        #: serve ``on_ask`` and ``sampler_trials`` of one ask). Keys name their owner.
         self.memo: dict[Any, Any] = {}
 
     @property

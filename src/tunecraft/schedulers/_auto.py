@@ -194,7 +194,7 @@ class AutoScheduler(Scheduler):
         """Each candidate rung, its correlation check and whether it is in use.
 
         Empty while ``max_resource="auto"`` is not resolved yet. Computed once per history
-        (``history.memo``): one ask reads it three times.
+        (``history.memo``): one ask reads it twice (``on_ask`` and ``sampler_trials``).
         """
         key = (self, "checks")
         cached: list[RungCheck] | None = history.memo.get(key)

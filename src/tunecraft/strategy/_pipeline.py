@@ -106,7 +106,8 @@ class TuneResult:
         score_std: Standard deviation of that score over seeds.
         score_ci: Its 95% confidence interval.
         validation: One :class:`FinalistResult` per finalist, the chosen one first, then in
-            the order of the choice's criterion.
+            the order of the choice's criterion; finalists whose every run failed last (when
+            all failed, none is chosen and ``best_config`` is the search's best).
         search_value: The best value the search itself saw (validation split, possibly at a
             shorter fidelity): what a plain search would claim.
         importance: Importance of each hyperparameter from the explore phase (with
@@ -146,11 +147,12 @@ class TuneResult:
     def optimistic(self) -> bool:
         """Whether :attr:`score` is biased toward good: the holdout chose among several
         finalists and also scored the chosen one (the winner's curse)."""
-        return self.selected_by == "holdout" and len(self.validation) > 1
+        return self.selected_by == "holdout" and sum(1 for f in self.validation if f.values) > 1
 
     @property
     def best_finalist(self) -> FinalistResult | None:
-        """The chosen finalist (``None`` before any validation run)."""
+        """The chosen finalist (``None`` before any validation run, or when every one
+        failed)."""
         return self.validation[0] if self.validation and self.validation[0].values else None
 
     def validation_table(self) -> str:
@@ -522,6 +524,14 @@ class BudgetedSearch:
             out.append(f"n_seeds (stored: {stored.n_seeds})")
         if self.n_finalists is not None and stored.n_finalists != self.n_finalists:
             out.append(f"n_finalists (stored: {stored.n_finalists})")
+        if stored.shares is not None and stored.shares != check_shares(self.shares):
+            out.append(
+                "shares (stored: " + ", ".join(f"{v:g}" for v in stored.shares.values()) + ")"
+            )
+        if stored.validation_cost != (
+            None if self.validation_cost is None else float(self.validation_cost)
+        ):
+            out.append(f"validation_cost (stored: {stored.validation_cost})")
         # race=True plans no race when there is nothing to race (one finalist or one seed)
         could_race = race_sizes(stored.n_finalists, stored.n_seeds) is not None
         if could_race and self.race != (stored.race is not None):
@@ -786,7 +796,10 @@ class BudgetedSearch:
         study.fail_stale_trials()
         p = self.plan()
         race = p.race
-        if race is None or len(finalists) <= race[1]:  # nothing to race: every seed for each
+        # Nothing to race: every seed for each. (A plan stored by an earlier version, whose
+        # race had more candidates than finalists, raced only beyond n_finalists of them.)
+        at_most = race[1] if race is not None and race[0] == p.n_finalists else p.n_finalists
+        if race is None or len(finalists) <= at_most:
             self._validate_round(study, finalists, range(len(finalists)), seeds)
             return
         # The race: one run each, then the other seeds for the best of them.
@@ -1499,8 +1512,10 @@ def tune(
         lr_find: Arguments of :func:`tunecraft.train.lr_find` (``model``, ``train_data``,
             ``loss_fn``...) or a callable returning its result: run once, first.
         shares: Shares of explore, refine and validate (default ``0.1, 0.3, 0.6``).
-        n_finalists: Finalists to validate (default: up to 5 as the budget allows).
-        n_seeds: Seeds per finalist.
+        n_finalists: Finalists to validate (default: 3 when raced, else up to 5 as the budget
+            allows; fewer when the budget requires).
+        n_seeds: Seeds the chosen finalist is trained with (raced; every finalist with
+            ``race=False``).
         scheduler: The refine phase's scheduler (default: the ``auto`` scheduler, stopping
             variant, or ASHA).
         timeout: Wall-clock seconds for the whole pipeline, shared out like the budget; a
