@@ -139,19 +139,21 @@ def test_race_false_gives_every_finalist_every_seed() -> None:
         run(race="yes")
 
 
+def choice_objective(trial: Trial) -> float:
+    """One categorical ``c``, best at 2, a little noise across seeds."""
+    value = 0.0
+    for epoch in range(1, int(trial.budget or MAX_FIDELITY) + 1):
+        value = abs(trial.config["c"] - 2) + 1.0 / epoch + 0.01 * (trial.seed or 0)
+        trial.report(value, step=epoch)
+    return value
+
+
 def test_a_race_among_fewer_configurations_than_planned() -> None:
     """Two distinct configurations where the plan races three: both get a first run, the
     better the other seed; the run left over is not made."""
 
-    def objective(trial: Trial) -> float:
-        value = 0.0
-        for epoch in range(1, int(trial.budget or MAX_FIDELITY) + 1):
-            value = abs(trial.config["c"] - 2) + 1.0 / epoch + 0.01 * (trial.seed or 0)
-            trial.report(value, step=epoch)
-        return value
-
     result = tune(
-        objective,
+        choice_objective,
         {"c": tc.choice([1, 2])},
         budget="20 trials",
         max_fidelity=MAX_FIDELITY,
@@ -178,15 +180,8 @@ def test_a_plan_with_the_earlier_wide_race_runs_as_it_did(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(plan_module, "race_sizes", wide)
 
-    def objective(trial: Trial) -> float:
-        value = 0.0
-        for epoch in range(1, int(trial.budget or MAX_FIDELITY) + 1):
-            value = abs(trial.config["c"] - 2) + 1.0 / epoch + 0.01 * (trial.seed or 0)
-            trial.report(value, step=epoch)
-        return value
-
     result = tune(
-        objective,
+        choice_objective,
         {"c": tc.choice([1, 2, 3, 4])},
         budget="20 trials",
         max_fidelity=MAX_FIDELITY,
