@@ -1454,8 +1454,9 @@ def tune(
        and the objective receives the scaled rate; a learning-rate range test narrows the rate.
     2. **Explore** (10%): Sobol over the whole space with short runs; then the importance of
        each hyperparameter, the unimportant ones fixed, the others narrowed.
-    3. **Refine** (30%): the model-based ``auto`` sampler and early stopping in the narrowed
-       space, warm-started from the explore runs inside it.
+    3. **Refine** (30%, plus what validate does not need): the model-based ``auto`` sampler
+       and early stopping in the narrowed space, warm-started from the explore runs inside
+       it.
     4. **Validate** (up to 60%): the best finalists trained in full, reporting their
        validation metric as they train and returning their holdout score
        (``trial.split == "holdout"``); the choice among them and the reported score are
