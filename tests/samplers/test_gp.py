@@ -186,6 +186,24 @@ def test_batch_of_asks_gives_distinct_spread_out_points() -> None:
     assert alone[0] == alone[1]
 
 
+def test_pruned_trials_are_not_proposed_again() -> None:
+    # Under multi-fidelity scheduling the model sees only trials that reached its budget;
+    # those paused or stopped below it are pruned in its view. Left out, they let the
+    # unchanged model propose the same point again and again (seen on digits: one config
+    # run ten times).
+    study = tc.Study(BRANIN_SPACE, sampler=tc.make_sampler("gp", seed=0))
+    study.optimize(lambda t: branin(t.config), n_trials=12)
+    space = tc.Space(BRANIN_SPACE)
+    pts = []
+    for _ in range(5):
+        trial = study.ask()
+        pts.append(space.to_unit(trial.config))
+        study.tell(trial, state="pruned")
+    pts_a = np.array(pts)
+    dists = np.linalg.norm(pts_a[:, None] - pts_a[None, :], axis=-1)[np.triu_indices(5, 1)]
+    assert dists.min() > 0.02
+
+
 def test_conditional_space_is_modelled() -> None:
     space = {
         "booster": tc.choice(["linear", "tree"]),

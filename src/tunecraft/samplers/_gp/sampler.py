@@ -20,7 +20,7 @@ from tunecraft.samplers._gp.fit import GPModel, fit_gp, warp_outputs
 from tunecraft.samplers._gp.optimize import _key, maximize_acquisition
 from tunecraft.samplers._sobol import SobolSampler
 from tunecraft.space import Space
-from tunecraft.trial import FrozenTrial
+from tunecraft.trial import FrozenTrial, TrialState
 
 __all__ = ["GPSampler", "finished_values", "refit_point"]
 
@@ -110,9 +110,11 @@ class GPSampler(Sampler):
       cheaper at no measurable cost in quality; the reused values are a function of the
       history alone, so a fresh process proposes the same point;
     * the incumbent is the best posterior mean at the observed points (robust to noise);
-    * running and paused trials are fantasized at the posterior mean (kriging believer),
-      which leaves the mean alone and shrinks the variance around them, so
-      ``study.ask(n)`` and parallel workers get distinct, spread-out points;
+    * running, paused and pruned trials are fantasized at the posterior mean (kriging
+      believer), which leaves the mean alone and shrinks the variance around them, so
+      ``study.ask(n)`` and parallel workers get distinct, spread-out points, and a point
+      proposed before is not proposed again while the model has not changed (under
+      multi-fidelity scheduling every trial below the model's budget is pruned in its view);
     * the acquisition is maximized over quasi-random and local candidates, refined with
       L-BFGS-B, then improved by local moves over categoricals and integers.
 
@@ -233,7 +235,16 @@ class GPSampler(Sampler):
     ) -> dict[str, Any]:
         model, enc = self.fit(space, history, number)
         best = model.incumbent()
-        pending = [t.config for t in history.pending if t.number != number and t.config]
+        # without a value to learn from, but proposed: running, paused, and pruned trials
+        # (under multi-fidelity scheduling every trial paused or stopped below the model's
+        # budget); left out, the unchanged model proposed the same point again and again
+        pending = [
+            t.config
+            for t in history.with_state(
+                TrialState.RUNNING, TrialState.WAITING, TrialState.PAUSED, TrialState.PRUNED
+            )
+            if t.number != number and t.config
+        ]
         taken_u = np.vstack([enc.encode_trials(trials), enc.encode_configs(pending)])
         taken_f = enc.features(taken_u)
         taken = {_key(taken_f, i) for i in range(len(taken_u))}
