@@ -204,6 +204,38 @@ def test_pruned_trials_are_not_proposed_again() -> None:
     assert dists.min() > 0.02
 
 
+def test_only_recent_pruned_trials_are_fantasized(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each fantasy adds a row to every posterior solve; a long multi-fidelity study prunes
+    # hundreds of trials, so only the most recent ones (proposed since the model last
+    # changed) are fantasized, and the others still count as taken
+    import tunecraft.samplers._gp.sampler as gp_module
+
+    monkeypatch.setattr(gp_module, "_MAX_PRUNED_FANTASIES", 7)
+    study = tc.Study(BRANIN_SPACE, sampler=tc.make_sampler("random", seed=0))
+    study.optimize(lambda t: branin(t.config), n_trials=12)
+    for _ in range(20):
+        study.tell(study.ask(), state="pruned")
+    running = study.ask()
+    fantasized: list[np.ndarray] = []
+    original = GPModel.with_fantasies
+
+    def spy(self: GPModel, cont: np.ndarray, cat: np.ndarray) -> GPModel:
+        fantasized.append(cont)
+        return original(self, cont, cat)
+
+    monkeypatch.setattr(GPModel, "with_fantasies", spy)
+    space = tc.Space(BRANIN_SPACE)
+    history = History(study.trials, "minimize")
+    GPSampler(seed=0).suggest(space, history, len(study.trials))
+    assert len(fantasized) == 1 and len(fantasized[0]) == 1 + 7
+    # the running trial and the seven latest pruned ones, not the thirteen before them
+    pruned = [t for t in study.trials if t.state == tc.TrialState.PRUNED]
+    expected = [running.config] + [t.config for t in pruned[-7:]]
+    got = sorted(map(tuple, np.round(fantasized[0], 9)))
+    want = sorted(map(tuple, np.round(np.array([space.to_unit(c) for c in expected]), 9)))
+    assert got == want
+
+
 def test_conditional_space_is_modelled() -> None:
     space = {
         "booster": tc.choice(["linear", "tree"]),
