@@ -175,6 +175,45 @@ def test_by_name_with_the_options_the_pipeline_passes() -> None:
     assert isinstance(study.scheduler, AutoScheduler)
 
 
+def _top_ranked(order: list[int], n_rest: int) -> list[dict[int, float]]:
+    """Finished trials with values at steps 1, 3 and 9: the first ``len(order)`` lead at
+    step 1 in their own order and at step 3 in ``order`` (ranks), then ``n_rest`` trail."""
+    k = len(order)
+    curves = [{1: 0.01 * (n + 1), 3: 0.01 * order[n], 9: 0.005 * order[n]} for n in range(k)]
+    curves += [{1: 0.5 + 0.01 * n, 3: 0.5 + 0.01 * n, 9: 0.5 + 0.01 * n} for n in range(n_rest)]
+    return curves
+
+
+def _rung_one(curves: list[dict[int, float]], **options: object) -> tuple[float, bool]:
+    auto = AutoScheduler(max_resource=9, variant="stopping", **options)  # type: ignore[arg-type]
+    sc = Scenario(auto)
+    for n, curve in enumerate(curves):
+        _done(sc, n, curve)
+    check = next(c for c in auto.checks(sc.history()) if c.rung == 1)
+    assert check.correlation is not None
+    return check.correlation, check.in_use
+
+
+def test_confidence_keeps_a_rung_that_few_pairs_only_seem_to_condemn() -> None:
+    # six pairs with no correlation to speak of: the point estimate drops rung 1, but six
+    # pairs cannot tell that from a correlation of 0.5, so a confident check keeps judging
+    few = _top_ranked([3, 6, 1, 5, 2, 4], n_rest=12)
+    rho, in_use = _rung_one(few, n_pairs=6, confidence=0.5)
+    assert rho == pytest.approx(1 - 6 * 38 / 210) and not in_use
+    assert _rung_one(few, n_pairs=6, confidence=0.8) == (pytest.approx(rho), True)
+    assert _rung_one(few, n_pairs=6) == (pytest.approx(rho), True)  # the default, 0.9
+
+
+def test_confidence_drops_a_rung_once_many_pairs_show_no_correlation() -> None:
+    order = [(7 * i) % 23 + 1 for i in range(23)]  # a permutation of 1..23
+    many = _top_ranked(order, n_rest=46)
+    rho, in_use = _rung_one(many, n_pairs=6, confidence=0.8)
+    assert abs(rho) < 0.15 and not in_use
+    # and a rung that predicts stays in use under any confidence
+    faithful = _top_ranked(list(range(1, 24)), n_rest=46)
+    assert _rung_one(faithful, n_pairs=6, confidence=0.95) == (pytest.approx(1.0), True)
+
+
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
@@ -188,6 +227,8 @@ def test_by_name_with_the_options_the_pipeline_passes() -> None:
         ({"min_correlation": 1.5}, ValueError, "'min_correlation' parameter"),
         ({"min_correlation": -1.0}, ValueError, "'min_correlation' parameter"),
         ({"n_pairs": 2}, ValueError, "'n_pairs' parameter of AutoScheduler"),
+        ({"confidence": 0.4}, ValueError, "'confidence' parameter of AutoScheduler"),
+        ({"confidence": 1.0}, ValueError, "'confidence' parameter of AutoScheduler"),
         ({"model_based": 1}, TypeError, "'model_based' parameter of AutoScheduler"),
     ],
 )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 from tunecraft._validation import check_choice, check_float, check_int
 from tunecraft.exceptions import InvalidParameterError
@@ -35,6 +37,15 @@ class RungCheck:
     n_pairs: int
     correlation: float | None
     in_use: bool
+
+
+def _upper_bound(rho: float, n: int, confidence: float) -> float:
+    """A one-sided upper confidence bound on a Spearman correlation of ``n`` pairs (Fisher's
+    z with the variance ``1.06 / (n - 3)`` of Fieller, Hartley and Pearson)."""
+    if confidence == 0.5:
+        return rho
+    z = math.atanh(min(max(rho, -0.999999), 0.999999))
+    return math.tanh(z + NormalDist().inv_cdf(confidence) * math.sqrt(1.06 / max(n - 3, 1)))
 
 
 def _values(trial: FrozenTrial, levels: Sequence[int]) -> list[float | None]:
@@ -74,9 +85,13 @@ class AutoScheduler(Scheduler):
        those that also reached the reference, computes Spearman's rank correlation ``rho``
        between their values at ``r`` and at the reference.
     3. With fewer than ``n_pairs`` such trials the candidate is in use (optimistic: judging is
-       cheap to undo, see 4.). Otherwise it is in use if and only if
-       ``rho >= min_correlation``. Dropping the lowest candidates raises the effective
-       minimum resource; dropping a middle one widens the rung spacing.
+       cheap to undo, see 4.). Otherwise it is in use unless the pairs show that ``rho`` is
+       below ``min_correlation``: a one-sided upper confidence bound on ``rho`` at level
+       ``confidence`` (Fisher's z) must reach ``min_correlation``. A low ``rho`` of a few
+       pairs is weak evidence (with six pairs, ``rho = 0`` lies within one standard error of
+       a true correlation of 0.5), and dropping a rung on it sends trials to full length;
+       with many pairs the bound nears ``rho``. Dropping the lowest candidates raises the
+       effective minimum resource; dropping a middle one widens the rung spacing.
     4. When a rung is dropped, trials paused at it (promotion variant) are resumed to the next
        rung in use, and their results feed the check again, so a rung dropped on thin
        evidence can come back.
@@ -106,6 +121,9 @@ class AutoScheduler(Scheduler):
             its reference is not used; a number in (-1, 1].
         n_pairs: Trials of a rung's top third that must have reached its reference before
             the rung is checked (an int >= 3).
+        confidence: How sure the check must be that a rung's correlation is below
+            ``min_correlation`` before the rung is dropped (a number in [0.5, 1); 0.5 compares
+            ``rho`` itself, as before 0.9 became the default: see docs/benchmarks.md).
         model_based: Let the study's sampler learn from rung results (BOHB-style).
         min_points_in_model: Results a level needs to serve the model (default: the number of
             parameters + 1).
@@ -129,6 +147,7 @@ class AutoScheduler(Scheduler):
         variant: str = "promotion",
         min_correlation: float = 0.3,
         n_pairs: int = 6,
+        confidence: float = 0.9,
         model_based: bool = True,
         min_points_in_model: int | None = None,
         seed: int | None = None,
@@ -167,12 +186,19 @@ class AutoScheduler(Scheduler):
                 f"got {min_correlation!r}."
             )
         check_int(n_pairs, "n_pairs", owner, low=3)
+        check_float(confidence, "confidence", owner, low=0.5)
+        if confidence >= 1:
+            raise InvalidParameterError(
+                f"The 'confidence' parameter of {owner} must be a number in [0.5, 1), "
+                f"got {confidence!r}."
+            )
         self.max_resource = max_resource
         self.min_resource = min_resource
         self.reduction_factor = reduction_factor
         self.variant = variant
         self.min_correlation = float(min_correlation)
         self.n_pairs = n_pairs
+        self.confidence = float(confidence)
         self.model_based = model_based
         self.min_points_in_model = min_points_in_model
 
@@ -230,7 +256,7 @@ class AutoScheduler(Scheduler):
                 out.append(RungCheck(cands[i], levels[j], len(pairs), None, True))
                 continue
             rho = _spearman([a for a, _ in pairs], [b for _, b in pairs])  # type: ignore[misc]
-            in_use[i] = rho >= self.min_correlation
+            in_use[i] = _upper_bound(rho, len(pairs), self.confidence) >= self.min_correlation
             out.append(RungCheck(cands[i], levels[j], len(pairs), rho, in_use[i]))
         return out[::-1]
 
