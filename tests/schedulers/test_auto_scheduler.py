@@ -212,6 +212,7 @@ def test_confidence_drops_a_rung_once_many_pairs_show_no_correlation() -> None:
     # and a rung that predicts stays in use under any confidence
     faithful = _top_ranked(list(range(1, 24)), n_rest=46)
     assert _rung_one(faithful, n_pairs=6, confidence=0.95) == (pytest.approx(1.0), True)
+    assert _rung_one(faithful, n_pairs=6, min_correlation=1.0) == (pytest.approx(1.0), True)
 
 
 @pytest.mark.parametrize(

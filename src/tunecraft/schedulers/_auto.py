@@ -45,7 +45,8 @@ def _upper_bound(rho: float, n: int, confidence: float) -> float:
     if confidence == 0.5:
         return rho
     z = math.atanh(min(max(rho, -0.999999), 0.999999))
-    return math.tanh(z + NormalDist().inv_cdf(confidence) * math.sqrt(1.06 / max(n - 3, 1)))
+    bound = math.tanh(z + NormalDist().inv_cdf(confidence) * math.sqrt(1.06 / max(n - 3, 1)))
+    return max(rho, bound)  # rho = 1 stays 1 (the clipping above would round it down)
 
 
 def _values(trial: FrozenTrial, levels: Sequence[int]) -> list[float | None]:
