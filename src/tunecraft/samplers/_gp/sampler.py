@@ -246,7 +246,8 @@ class GPSampler(Sampler):
         ]
         # only the most recent pruned trials: they are the ones proposed since the model last
         # changed, and each fantasy adds a row to every posterior solve (1000 of them made a
-        # suggestion ~20x slower); older ones still count as taken
+        # suggestion ~18x slower than none, ~4x slower than 256: docs/benchmarks.md); older
+        # ones still count as taken
         pruned = [t.config for t in history.with_state(TrialState.PRUNED) if t.config]
         fantasies = pending + pruned[-_MAX_PRUNED_FANTASIES:]
         taken_u = np.vstack([enc.encode_trials(trials), enc.encode_configs(pending + pruned)])
