@@ -310,5 +310,6 @@ class AutoScheduler(Scheduler):
             f"AutoScheduler(max_resource={self.max_resource!r}, "
             f"min_resource={self.min_resource}, reduction_factor={self.reduction_factor}, "
             f"variant={self.variant!r}, min_correlation={self.min_correlation}, "
-            f"n_pairs={self.n_pairs}, model_based={self.model_based})"
+            f"n_pairs={self.n_pairs}, confidence={self.confidence}, "
+            f"model_based={self.model_based})"
         )
