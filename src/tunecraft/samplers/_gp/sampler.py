@@ -239,22 +239,20 @@ class GPSampler(Sampler):
         # without a value to learn from, but proposed: running, paused, and pruned trials
         # (under multi-fidelity scheduling every trial paused or stopped below the model's
         # budget); left out, the unchanged model proposed the same point again and again
-        pending = [
-            t.config
-            for t in history.with_state(TrialState.RUNNING, TrialState.WAITING, TrialState.PAUSED)
-            if t.number != number and t.config
-        ]
+        pending = [t.config for t in history.pending if t.number != number and t.config]
+        pruned = [t.config for t in history.with_state(TrialState.PRUNED) if t.config]
+        proposed_u = enc.encode_configs(pending + pruned)
+        taken_u = np.vstack([enc.encode_trials(trials), proposed_u])
+        taken_f = enc.features(taken_u)
+        taken = {_key(taken_f, i) for i in range(len(taken_u))}
         # only the most recent pruned trials: they are the ones proposed since the model last
         # changed, and each fantasy adds a row to every posterior solve (1000 of them made a
         # suggestion ~18x slower than none, ~4x slower than 256: docs/benchmarks.md); older
         # ones still count as taken
-        pruned = [t.config for t in history.with_state(TrialState.PRUNED) if t.config]
-        fantasies = pending + pruned[-_MAX_PRUNED_FANTASIES:]
-        taken_u = np.vstack([enc.encode_trials(trials), enc.encode_configs(pending + pruned)])
-        taken_f = enc.features(taken_u)
-        taken = {_key(taken_f, i) for i in range(len(taken_u))}
-        if fantasies:
-            pf = enc.features(enc.encode_configs(fantasies))
+        n_old = max(len(pruned) - _MAX_PRUNED_FANTASIES, 0)
+        fantasies_u = np.vstack([proposed_u[: len(pending)], proposed_u[len(pending) + n_old :]])
+        if len(fantasies_u):
+            pf = enc.features(fantasies_u)
             model = model.with_fantasies(pf.cont, pf.cat)
         acq = Acquisition(model, best, self.acquisition, self.acquisition_kwargs)
         order = np.argsort(values, kind="stable")[:5]
