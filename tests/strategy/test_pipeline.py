@@ -829,3 +829,30 @@ def test_on_trial_sees_every_run_with_its_phase() -> None:
         assert {n for p, n in seen if p == phase} == ran
     with pytest.raises(TypeError, match="on_trial"):
         run(on_trial=3)
+
+
+def test_finalists_are_the_runs_that_went_furthest_stopped_ones_included() -> None:
+    # Under successive halving most refine runs are stopped early; one stopped at step 6 of 9
+    # has been seen longer than any of explore's short complete runs, so it is a finalist
+    # before them (leaving stopped runs out chose finalists on explore's short runs).
+    class StopAtSix(tc.schedulers.Scheduler):
+        def on_report(self, trial: Any, history: Any) -> tc.schedulers.Decision:
+            if trial.last_step >= 6:
+                return tc.schedulers.Decision.STOP
+            return tc.schedulers.Decision.CONTINUE
+
+    storage = MemoryStorage()
+    result = run(storage, scheduler=StopAtSix())
+    refine = tc.load_study("toy.refine", storage=storage).trials
+    assert not any(
+        t.state is TrialState.COMPLETE and not t.user_attrs.get(WARM_ATTR) for t in refine
+    )
+    assert result.plan.phase("explore").fidelity < 6
+    assert len(result.validation) >= 2
+    assert all(f.source.startswith("refine #") for f in result.validation)
+    assert {f.search_fidelity for f in result.validation} == {6}
+    # the best of the stopped runs at step 6, in that order
+    stopped = sorted(
+        t.intermediate[6] for t in refine if t.state is TrialState.PRUNED and 6 in t.intermediate
+    )
+    assert sorted(f.search_value for f in result.validation) == stopped[: len(result.validation)]

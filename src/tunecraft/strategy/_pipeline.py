@@ -936,26 +936,16 @@ class BudgetedSearch:
             if phase not in self.plan():
                 continue
             for t in self.study(phase).trials:
-                if (
-                    t.state is not TrialState.COMPLETE
-                    or t.value is None
-                    or t.user_attrs.get(WARM_ATTR)
-                ):
+                if t.user_attrs.get(WARM_ATTR):
                     continue
+                seen_at = _search_value(t)
+                if seen_at is None:
+                    continue
+                fid, value = seen_at
                 config = dict(t.config)
                 if phase == "refine" and narrowing is not None:
                     config = narrowing.complete(config)
-                fid = float(t.budget or 0.0)
-                pool.append(
-                    (
-                        -fid,
-                        sign * float(t.value),
-                        t.number,
-                        config,
-                        f"{phase} #{t.number}",
-                        float(t.value),
-                    )
-                )
+                pool.append((-fid, sign * value, t.number, config, f"{phase} #{t.number}", value))
         pool.sort(key=lambda r: (r[0], r[1], r[2]))
         chosen: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -1457,7 +1447,9 @@ def tune(
     3. **Refine** (30%, plus what validate does not need): the model-based ``auto`` sampler
        and early stopping in the narrowed space, warm-started from the explore runs inside
        it.
-    4. **Validate** (up to 60%): the best finalists trained in full, reporting their
+    4. **Validate** (up to 60%): the finalists (the search's best configurations, those
+       that went furthest first: complete runs at their budget, runs stopped early at their
+       last report) trained in full, reporting their
        validation metric as they train and returning their holdout score
        (``trial.split == "holdout"``); the choice among them and the reported score are
        explained below; learning curves are checked. By default the validation races
@@ -1668,6 +1660,28 @@ def _cost(t: FrozenTrial, p: Plan) -> float:
     if t.phase == "validate" and budget > 0:
         units *= p.validation_run_cost / budget
     return units
+
+
+def _search_value(t: FrozenTrial) -> tuple[float, float] | None:
+    """The fidelity a search run reached and its value there (``None``: no usable value).
+
+    A complete run counts at its budget with its final value; a run stopped or paused early
+    at its last report. Under successive halving most runs stop early: on a small task one
+    run in a hundred reached full length, and leaving the stopped ones out filled the
+    finalists with explore's short runs instead of the runs that went furthest.
+    """
+    if t.state is TrialState.COMPLETE:
+        if t.value is None:
+            return None
+        return float(t.budget or 0.0), float(t.value)
+    if t.state not in (TrialState.PRUNED, TrialState.PAUSED) or not t.intermediate:
+        return None
+    value = float(t.intermediate[max(t.intermediate)])
+    reached = _reached(t)
+    if reached is None or not math.isfinite(value):
+        return None
+    budget = float(t.budget) if t.budget is not None else reached
+    return min(budget, reached), value
 
 
 def _validation_value(t: FrozenTrial) -> float | None:
