@@ -856,3 +856,31 @@ def test_finalists_are_the_runs_that_went_furthest_stopped_ones_included() -> No
         t.intermediate[6] for t in refine if t.state is TrialState.PRUNED and 6 in t.intermediate
     )
     assert sorted(f.search_value for f in result.validation) == stopped[: len(result.validation)]
+
+
+def test_lowest_rung_leaves_enough_full_length_runs() -> None:
+    from tunecraft.strategy._pipeline import _lowest_rung
+
+    # a large budget keeps every rung; a smaller one raises the lowest, never past the
+    # highest rung below full length, and never lowers it as the budget shrinks
+    assert _lowest_rung(10_000, 30, 3) == 1
+    by_budget = [_lowest_rung(b, 30, 3) for b in (10_000, 1000, 600, 390, 100, 1)]
+    assert by_budget == sorted(by_budget) and by_budget[-1] == 27
+    assert set(by_budget) <= {1, 3, 9, 27}
+    assert _lowest_rung(390, 30, 1) < _lowest_rung(390, 30, 3)  # fewer finalists, less need
+    assert _lowest_rung(1, 3, 3) == 1 and _lowest_rung(1, 2, 3) == 1  # no rung to raise
+    assert _lowest_rung(100, 40, 3, reduction_factor=2) in {1, 2, 4, 8, 16, 32}
+
+
+def test_a_small_refine_budget_raises_the_lowest_rung() -> None:
+    from tunecraft.schedulers import AutoScheduler
+
+    small = BudgetedSearch(make_objective(), SPACE, budget="20 trials", max_fidelity=30, seed=0)
+    large = BudgetedSearch(make_objective(), SPACE, budget="400 trials", max_fidelity=30, seed=0)
+    rungs = []
+    for search in (small, large):
+        scheduler = search._refine_scheduler(search.plan())
+        assert isinstance(scheduler, AutoScheduler)
+        rungs.append(scheduler.min_resource)
+    assert rungs[0] is not None and rungs[0] > 1
+    assert rungs[1] is None  # enough budget: every rung from step 1, chosen by the data
