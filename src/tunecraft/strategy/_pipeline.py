@@ -1456,7 +1456,9 @@ def tune(
        each hyperparameter, the unimportant ones fixed, the others narrowed.
     3. **Refine** (30%, plus what validate does not need): the model-based ``auto`` sampler
        and early stopping in the narrowed space, warm-started from the explore runs inside
-       it.
+       it. Early stopping starts at step 1 when refine's allotment leaves about as many
+       full-length runs as there are finalists, else at a later rung that does (on a small
+       budget, stopping from step 1 let one run in a hundred finish).
     4. **Validate** (up to 60%): the finalists (the search's best configurations, those
        that went furthest first: complete runs at their budget, runs stopped early at their
        last report) trained in full, reporting their
