@@ -1684,7 +1684,7 @@ def _lowest_rung(
     reduction factor), a ``1 / eta`` share of the runs passes each rung, so a run costs
     ``m + sum_i (r_i - r_(i-1)) / eta**i + (max_fidelity - r_L) / eta**L`` units on average,
     about ``allotted / cost`` runs start, and ``1 / eta**L`` of them reach full length. From
-    step 1 on a small budget that is one or two: on the cancer task one of 111 refine runs
+    step 1 on a small budget that is one or two: on the cancer task one of 91 refine runs
     went the full 30 epochs, and the finalists were chosen on runs of a few epochs. So the
     lowest rung is raised (``1``, ``eta``, ``eta**2``...) until ``n_full`` full-length runs
     are expected, or to the highest rung below ``max_fidelity``; ``1`` when the budget
