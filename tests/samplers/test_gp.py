@@ -424,3 +424,28 @@ def test_fast_yeo_johnson_matches_scipy() -> None:
         best = float(np.clip(stats.yeojohnson_normmax(z, brack=(-2, 2)), -2, 2))
         # as likely as scipy's optimum, within the grid's resolution
         assert stats.yeojohnson_llf(lam, z) >= stats.yeojohnson_llf(best, z) - 1e-2
+
+
+def test_a_proposed_point_that_is_never_observed_is_not_proposed_again() -> None:
+    # Under multi-fidelity scheduling a trial stopped below the model's level is never
+    # observed there. When the model's best mean lies between the observed points, the
+    # fantasy at that mean must also lower the incumbent; else the point keeps its expected
+    # improvement and comes back, a hair apart, run after run.
+    space = {"x": tc.uniform(0.0, 1.0)}
+    study = tc.Study(space, sampler=tc.make_sampler("random", seed=0))
+    for x in (0.05, 0.15, 0.25, 0.75, 0.85, 0.95, 0.1, 0.9):
+        study.enqueue({"x": x})
+    study.optimize(lambda t: (t.config["x"] - 0.5) ** 2, n_trials=8)
+    sampler = GPSampler(seed=0)
+    proposed = []
+    for _ in range(6):
+        config = sampler.suggest(
+            tc.Space(space), History(study.trials, "minimize"), len(study.trials)
+        )
+        proposed.append(config["x"])
+        study.enqueue(config)
+        trial = study.ask()
+        study.tell(trial, state="pruned")
+    assert abs(proposed[0] - 0.5) < 0.1  # the model's best guess first
+    gaps = [abs(a - b) for i, a in enumerate(proposed) for b in proposed[:i]]
+    assert min(gaps) > 1e-3, proposed

@@ -113,9 +113,10 @@ class GPSampler(Sampler):
     * the incumbent is the best posterior mean at the observed points (robust to noise);
     * running, paused and the 256 most recent pruned trials are fantasized at the posterior
       mean (kriging believer), which leaves the mean alone and shrinks the variance around
-      them, so ``study.ask(n)`` and parallel workers get distinct, spread-out points, and a
-      point proposed before is not proposed again while the model has not changed (under
-      multi-fidelity scheduling every trial below the model's budget is pruned in its view);
+      them, and the believed values count for the incumbent too, so ``study.ask(n)`` and
+      parallel workers get distinct, spread-out points, and a point proposed before is not
+      proposed again while the model has not changed (under multi-fidelity scheduling every
+      trial below the model's budget is pruned in its view);
     * the acquisition is maximized over quasi-random and local candidates, refined with
       L-BFGS-B, then improved by local moves over categoricals and integers.
 
@@ -254,6 +255,11 @@ class GPSampler(Sampler):
         if len(fantasies_u):
             pf = enc.features(fantasies_u)
             model = model.with_fantasies(pf.cont, pf.cat)
+            # a believed value is an observation, for the incumbent too: else a point whose
+            # mean beats every observed one keeps its expected improvement however often it
+            # is proposed, and a trial stopped below the model's level is never observed, so
+            # the same point came back hundreds of times
+            best = min(best, model.incumbent())
         acq = Acquisition(model, best, self.acquisition, self.acquisition_kwargs)
         order = np.argsort(values, kind="stable")[:5]
         anchors = taken_u[order]
