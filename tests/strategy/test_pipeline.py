@@ -869,7 +869,13 @@ def test_lowest_rung_leaves_enough_full_length_runs() -> None:
     assert set(by_budget) <= {1, 3, 9, 27}
     assert _lowest_rung(390, 30, 1) < _lowest_rung(390, 30, 3)  # fewer finalists, less need
     assert _lowest_rung(1, 3, 3) == 1 and _lowest_rung(1, 2, 3) == 1  # no rung to raise
-    assert _lowest_rung(100, 40, 3, reduction_factor=2) in {1, 2, 4, 8, 16, 32}
+    # by hand, max 9, eta 3: rungs 1, 3 cost 1 + 2/3 + 6/9 = 7/3 a run and let 1/9 finish,
+    # so one full-length run needs 21 units; a rung at 3 alone costs 3 + 6/3 = 5 and lets
+    # 1/3 finish, so 15 units
+    assert _lowest_rung(21.01, 9, 1) == 1
+    assert _lowest_rung(20.99, 9, 1) == 3 and _lowest_rung(15.01, 9, 1) == 3
+    assert _lowest_rung(14.99, 9, 1) == 3  # no rung above 3 below 9: the highest stays
+    assert _lowest_rung(100, 40, 3, reduction_factor=2) == 32
 
 
 def test_a_small_refine_budget_raises_the_lowest_rung() -> None:

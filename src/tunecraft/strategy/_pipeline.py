@@ -56,6 +56,8 @@ _DIRECTIONS = ("minimize", "maximize")
 _SEARCH_PHASES = ("transfer", "explore", "refine")
 #: User attributes the pipeline adds besides the trial's budget, seed, phase and split.
 FINALIST_ATTR = "tc.finalist"
+#: Refine's successive halving keeps the top third at each rung (``_lowest_rung`` assumes it).
+_REFINE_REDUCTION = 3
 WARM_ATTR = "tc.warm_start"
 #: Set to ``"holdout"`` by an objective whose final-validation runs report holdout values as
 #: intermediates (it trains on the validation data too): they then cannot choose a finalist.
@@ -1058,9 +1060,13 @@ class BudgetedSearch:
 
         f_e = p.phase("explore").fidelity
         if "auto" in available_schedulers():
-            options: dict[str, Any] = {"max_resource": f_r, "variant": "stopping"}
+            options: dict[str, Any] = {
+                "max_resource": f_r,
+                "variant": "stopping",
+                "reduction_factor": _REFINE_REDUCTION,
+            }
             k = p.race[0] if p.race is not None else p.n_finalists
-            lowest = _lowest_rung(p.phase("refine").allotted, f_r, k)
+            lowest = _lowest_rung(p.phase("refine").allotted, f_r, k, _REFINE_REDUCTION)
             if lowest > 1:
                 options["min_resource"] = lowest
                 _log.info(
@@ -1074,7 +1080,11 @@ class BudgetedSearch:
                 _log.info("refine: the 'auto' scheduler refused (%s); using ASHA.", exc)
         return make_scheduler(
             "asha",
-            options={"min_resource": max(1, int(f_e)), "max_resource": f_r, "reduction_factor": 3},
+            options={
+                "min_resource": max(1, int(f_e)),
+                "max_resource": f_r,
+                "reduction_factor": _REFINE_REDUCTION,
+            },
         )
 
     def _scaler(self) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
