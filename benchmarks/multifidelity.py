@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from _machine import machine  # benchmarks/_machine.py (the script's folder)
 
 import tunecraft as tc
 from tunecraft.schedulers import ASHAScheduler, HyperbandScheduler, make_scheduler
@@ -540,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         print(report(merged))
         return 0
 
+    print(machine(), file=sys.stderr)
     available = set()
     try:
         import dehb  # noqa: F401

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from _machine import machine  # benchmarks/_machine.py (the script's folder)
 
 import tunecraft as tc
 
@@ -446,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     TC_OPTIONS.update(json.loads(args.tc_options))
+    print(machine(), file=sys.stderr)
     logging.getLogger("tunecraft").setLevel(logging.WARNING)
     rows: list[tuple[str, str, float, float, float, float, float]] = []
     for task_name in args.tasks:
