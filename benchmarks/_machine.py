@@ -1,8 +1,8 @@
 """One line saying which CPU and numeric stack a benchmark ran on.
 
 Sequential searches amplify floating-point differences. The same code, seeds and package
-versions gave different tunecraft results on digits in two sessions (docs/benchmarks.md,
-"Not reproducible across sessions"). OpenBLAS (built with ``DYNAMIC_ARCH``) and torch pick
+versions gave different tunecraft results in two sessions (docs/benchmarks.md, multi-fidelity
+section, "night" and "last session"). OpenBLAS (built with ``DYNAMIC_ARCH``) and torch pick
 their kernels by CPU at run time, which is the likely cause. The benchmarks print this line
 next to their tables, so a reader compares only runs made on the same stack.
 """
