@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from _machine import machine  # benchmarks/_machine.py (the script's folder)
 from multifidelity import _BENCHES, _LCB_SPACE, lcbench
+from scipy.stats import spearmanr
 
 import tunecraft as tc
 
@@ -59,12 +60,6 @@ def curves(instance: str, n: int, seed: int) -> np.ndarray:
     return np.array([100.0 - float(r["val_accuracy"]) for r in out]).reshape(n, EPOCHS)
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = np.argsort(np.argsort(a, kind="stable"), kind="stable")
-    rb = np.argsort(np.argsort(b, kind="stable"), kind="stable")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 @dataclass
 class Headroom:
     target: float
@@ -86,7 +81,7 @@ def headroom(c: np.ndarray, draws: int, seed: int) -> Headroom:
     for r in CHECKED:
         top = np.argsort(c[:, r - 1], kind="stable")[: n // 3]
         recall = float(good[top].sum() / max(good.sum(), 1))
-        by_epoch.append((r, _spearman(c[:, r - 1], final), recall))
+        by_epoch.append((r, float(spearmanr(c[:, r - 1], final).statistic), recall))
     best: tuple[float, int, int, int] = (0.0, 0, 0, 0)
     for r in (1, 2, 3, 6, 9, 17):
         for k in range(1, 6):
