@@ -1,17 +1,31 @@
-"""One line saying which CPU and numeric stack a benchmark ran on.
+"""One line saying which CPU and numeric stack a benchmark ran on, and a switch that makes
+results agree across CPUs.
 
 Sequential searches amplify floating-point differences. The same code, seeds and package
 versions gave different tunecraft results in two sessions (docs/benchmarks.md, multi-fidelity
-section, "night" and "last session"). OpenBLAS (built with ``DYNAMIC_ARCH``) and torch pick
-their kernels by CPU at run time, which is the likely cause. The benchmarks print this line
-next to their tables, so a reader compares only runs made on the same stack.
+section, "night" and "last session"). OpenBLAS (built with ``DYNAMIC_ARCH``), numpy's SIMD
+dispatch and torch pick their kernels by CPU at run time, and that is the cause: forcing the
+kernels reproduced the other CPU's numbers. The benchmarks print this line next to their
+tables, so a reader compares only runs made on the same stack.
+
+``--portable-numerics`` (``portable_numerics()``) takes the CPU out of that comparison: it
+reruns the script with the kernels an AVX2 machine picks (OpenBLAS's Haswell kernels,
+numpy's dispatch capped below AVX-512, torch's AVX2 kernels). On an AMD EPYC of family 25
+model 17 (AVX-512) that gave back, to the last digit, the multi-fidelity and pipeline results
+of a model 1 (AVX2), in numpy 1.26 and in numpy 2.4 with torch (docs/benchmarks.md,
+multi-fidelity section, "this session").
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
+import sys
 from importlib import metadata
+
+#: Set in the rerun that ``portable_numerics`` starts (so it starts only one).
+PORTABLE = "TUNECRAFT_PORTABLE_NUMERICS"
 
 
 def _cpu() -> str:
@@ -51,6 +65,38 @@ def _blas() -> str:
     return "blas ?"
 
 
+def _simd() -> tuple[list[str], str]:
+    """numpy's dispatch targets, and the highest one this process uses."""
+    import numpy
+
+    # numpy 2 renamed numpy.core to numpy._core
+    core = "numpy._core" if int(numpy.__version__.split(".")[0]) >= 2 else "numpy.core"
+    umath = importlib.import_module(f"{core}._multiarray_umath")
+    dispatch = list(umath.__cpu_dispatch__)
+    used = [t for t in dispatch if umath.__cpu_features__.get(t)]
+    return dispatch, used[-1] if used else "baseline"
+
+
+def portable_numerics() -> None:
+    """Rerun this script with AVX2 kernels for OpenBLAS, numpy and torch (see the module).
+
+    The switches are environment variables read when the libraries load, so they need a new
+    process: this replaces the current one (``os.execve``) with the same command line, unless
+    it is already that rerun. Call it before any output.
+    """
+    if os.environ.get(PORTABLE) == "1":
+        return
+    dispatch, _ = _simd()
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", ATEN_CPU_CAPABILITY="avx2")
+    env[PORTABLE] = "1"
+    wide = [t for t in dispatch if t.startswith("AVX512") or t == "X86_V4"]
+    if wide:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(wide)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
 def _torch_kernels() -> str:
     try:
         import torch
@@ -63,10 +109,11 @@ def machine() -> str:
     """``cpu ...; numpy ..., <blas> ...``: the facts that decide floating-point results."""
     import numpy  # noqa: F401  (loads the BLAS that threadpoolctl reports)
 
+    portable = "; portable numerics" if os.environ.get(PORTABLE) == "1" else ""
     return (
         f"machine: {_cpu()}, {os.cpu_count()} cpus; python {platform.python_version()}, "
-        f"numpy {_version('numpy')} with {_blas()}, scipy {_version('scipy')}, "
-        f"scikit-learn {_version('scikit-learn')}{_torch_kernels()}"
+        f"numpy {_version('numpy')} ({_simd()[1]}) with {_blas()}, scipy {_version('scipy')}, "
+        f"scikit-learn {_version('scikit-learn')}{_torch_kernels()}{portable}"
     )
 
 

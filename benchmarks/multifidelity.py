@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from _machine import machine  # benchmarks/_machine.py (the script's folder)
+from _machine import machine, portable_numerics  # benchmarks/_machine.py (the script's folder)
 
 import tunecraft as tc
 from tunecraft.schedulers import ASHAScheduler, HyperbandScheduler, make_scheduler
@@ -549,7 +549,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--save", default=None, help="pickle the raw ledgers here")
     ap.add_argument("--load", nargs="*", default=None, help="only print the table of saved runs")
+    ap.add_argument(
+        "--portable-numerics",
+        action="store_true",
+        help="rerun with AVX2 kernels (OpenBLAS, numpy, torch), so results agree across CPUs "
+        "(benchmarks/_machine.py)",
+    )
     args = ap.parse_args(argv)
+    if args.portable_numerics and not args.load:
+        portable_numerics()
     logging.getLogger("tunecraft").setLevel(logging.ERROR)
     if args.load:
         merged: dict[str, dict[str, list[Ledger]]] = {}

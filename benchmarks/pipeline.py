@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from _machine import machine  # benchmarks/_machine.py (the script's folder)
+from _machine import machine, portable_numerics  # benchmarks/_machine.py (the script's folder)
 
 import tunecraft as tc
 
@@ -445,7 +445,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tc-options", default="{}", help='JSON keyword arguments for tune, e.g. {"n_seeds": 2}'
     )
+    parser.add_argument(
+        "--portable-numerics",
+        action="store_true",
+        help="rerun with AVX2 kernels (OpenBLAS, numpy, torch), so results agree across CPUs "
+        "(benchmarks/_machine.py)",
+    )
     args = parser.parse_args(argv)
+    if args.portable_numerics:
+        portable_numerics()
     TC_OPTIONS.update(json.loads(args.tc_options))
     print(machine(), file=sys.stderr)
     logging.getLogger("tunecraft").setLevel(logging.WARNING)
