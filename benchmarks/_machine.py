@@ -26,6 +26,10 @@ from importlib import metadata
 
 #: Set in the rerun that ``portable_numerics`` starts (so it starts only one).
 PORTABLE = "TUNECRAFT_PORTABLE_NUMERICS"
+PORTABLE_HELP = (
+    "rerun with AVX2 kernels (OpenBLAS, numpy, torch), so that an AVX-512 CPU gives the "
+    "results of an AVX2 one (benchmarks/_machine.py)"
+)
 
 
 def _cpu() -> str:

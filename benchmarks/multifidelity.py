@@ -64,7 +64,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from _machine import machine, portable_numerics  # benchmarks/_machine.py (the script's folder)
+from _machine import (  # benchmarks/_machine.py (the script's folder)
+    PORTABLE_HELP,
+    machine,
+    portable_numerics,
+)
 
 import tunecraft as tc
 from tunecraft.schedulers import ASHAScheduler, HyperbandScheduler, make_scheduler
@@ -552,8 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--portable-numerics",
         action="store_true",
-        help="rerun with AVX2 kernels (OpenBLAS, numpy, torch), so results agree across CPUs "
-        "(benchmarks/_machine.py)",
+        help=PORTABLE_HELP,
     )
     args = ap.parse_args(argv)
     if args.portable_numerics and not args.load:

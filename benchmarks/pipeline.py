@@ -51,7 +51,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from _machine import machine, portable_numerics  # benchmarks/_machine.py (the script's folder)
+from _machine import (  # benchmarks/_machine.py (the script's folder)
+    PORTABLE_HELP,
+    machine,
+    portable_numerics,
+)
 
 import tunecraft as tc
 
@@ -448,8 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--portable-numerics",
         action="store_true",
-        help="rerun with AVX2 kernels (OpenBLAS, numpy, torch), so results agree across CPUs "
-        "(benchmarks/_machine.py)",
+        help=PORTABLE_HELP,
     )
     args = parser.parse_args(argv)
     if args.portable_numerics:
