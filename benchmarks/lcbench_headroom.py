@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from _machine import machine  # benchmarks/_machine.py (the script's folder)
-from multifidelity import _BENCHES, _LCB_SPACE, lcbench
+from multifidelity import _BENCHES, SurrogateRun, lcbench
 from scipy.stats import spearmanr
 
 import tunecraft as tc
@@ -48,14 +48,14 @@ CHECKED = (1, 2, 3, 6, 9, 17, 27)
 
 def curves(instance: str, n: int, seed: int) -> np.ndarray:
     """Validation error (percent) of ``n`` random configurations at epochs 1-52."""
-    lcbench(instance)
-    space = tc.space.Space(_LCB_SPACE)
+    problem = lcbench(instance)
+    space = tc.space.Space(problem.space)
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n):
-        x = space.sample(rng)
-        x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
-        rows += [dict(x, epoch=e, OpenML_task_id=instance) for e in range(1, EPOCHS + 1)]
+        run = problem.start(space.sample(rng), 0)
+        assert isinstance(run, SurrogateRun)
+        rows += [dict(run.x, epoch=e, OpenML_task_id=instance) for e in range(1, EPOCHS + 1)]
     out = _BENCHES[instance].objective_function(rows)
     return np.array([100.0 - float(r["val_accuracy"]) for r in out]).reshape(n, EPOCHS)
 
