@@ -110,7 +110,7 @@ def make_task(n: int, seed: int) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-class Encoded(Dataset):  # type: ignore[type-arg]
+class Encoded(Dataset[tuple[dict[str, torch.Tensor], torch.Tensor]]):
     """Tokenized sentences as ``({"input_ids", "attention_mask"}, label)`` pairs."""
 
     def __init__(self, tokenizer: Any, texts: Sequence[str], labels: Sequence[int]) -> None:

@@ -106,9 +106,11 @@ def synthetic() -> list[Problem]:
     add6 = Space({f"x{i}": tc.uniform(0, 1) for i in range(6)})
     weights = dict(zip(add6.names, [8, 4, 2, 1, 0.5, 0.25], strict=True))
     centres = dict(zip(add6.names, [0.3, 0.7, 0.4, 0.6, 0.35, 0.65], strict=True))
-    terms6: dict[str, Callable[[Any], float]] = {
-        n: (lambda v, n=n: weights[n] * (v - centres[n]) ** 2) for n in add6.names
-    }
+
+    def term(n: str) -> Callable[[Any], float]:
+        return lambda v: weights[n] * (v - centres[n]) ** 2
+
+    terms6 = {n: term(n) for n in add6.names}
     probs.append(
         Problem(
             "add6",

@@ -343,6 +343,8 @@ def run_tunecraft(
         verbose=False,
         **TC_OPTIONS,
     )
+    if result.score is None:
+        raise RuntimeError(f"tc.tune ({select}) validated no finalist within {budget} epochs")
     return Outcome(
         dict(result.best_config), float(result.score), meter.epochs, time.perf_counter() - start
     )
@@ -406,11 +408,15 @@ def run_optuna(task: Task, budget: int, seed: int, meter: Meter, *, pruner: str)
 
     while meter.epochs < budget:
         study.optimize(objective, n_trials=1)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [
+        (float(t.value), t)
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
+    ]
     if not complete:
         raise RuntimeError(f"optuna ({pruner}) completed no trial within {budget} epochs")
-    best = min(complete, key=lambda t: t.value)
-    return Outcome(dict(best.params), float(best.value), meter.epochs, time.perf_counter() - start)
+    value, best = min(complete, key=lambda vt: vt[0])
+    return Outcome(dict(best.params), value, meter.epochs, time.perf_counter() - start)
 
 
 METHODS: dict[str, Callable[..., Outcome]] = {
@@ -480,14 +486,14 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
         for method, res in results.items():
-            true = [r[0] for r in res]
+            trues = [r[0] for r in res]
             claimed = [r[1] for r in res]
             gaps = [abs(c - t) for t, c, _, _ in res]
             rows.append(
                 (
                     task_name,
                     method,
-                    statistics.median(true),
+                    statistics.median(trues),
                     statistics.median(claimed),
                     statistics.median(gaps),
                     statistics.median(r[2] for r in res),

@@ -422,6 +422,7 @@ def _hyperopt_space(space: Space) -> dict[str, Any]:
         if p.condition:
             continue
         if name in children:
+            assert isinstance(p, Categorical), f"{name}: a condition's parent is a choice"
             branches = []
             for opt in p.options:
                 branch: dict[str, Any] = {name: opt}
@@ -537,19 +538,21 @@ def time_suggestions(sampler: str, n: int, repeats: int) -> list[float]:
         import optuna
 
         _quiet()
-        study = optuna.create_study(sampler=_optuna_sampler(sampler, 0))
-        dists = {k: optuna.distributions.FloatDistribution(0, 1) for k in space.names}
+        ostudy = optuna.create_study(sampler=_optuna_sampler(sampler, 0))
+        dists: dict[str, optuna.distributions.BaseDistribution] = {
+            k: optuna.distributions.FloatDistribution(0, 1) for k in space.names
+        }
         for c in warm:
-            study.add_trial(
+            ostudy.add_trial(
                 optuna.trial.create_trial(params=c, distributions=dists, value=prob.fn(c))
             )
         for i in range(repeats + 1):
             t0 = time.perf_counter()
-            trial = study.ask()
-            config = _optuna_config(trial, space)
+            otrial = ostudy.ask()
+            config = _optuna_config(otrial, space)
             if i:
                 out.append(1e3 * (time.perf_counter() - t0))
-            study.tell(trial, prob.fn(config))
+            ostudy.tell(otrial, prob.fn(config))
     else:
         from hyperopt import STATUS_OK, Trials, fmin, tpe
 
@@ -684,7 +687,8 @@ def main(argv: list[str] | None = None) -> None:
     _quiet()
 
     if args.report:
-        results, timing = [], {}
+        results: list[Any] = []
+        timing: dict[str, Any] = {}
         for path in args.report:
             with open(path) as fh:
                 data = json.load(fh)

@@ -66,23 +66,24 @@ class Task:
     optuna: Callable[[Any], dict[str, Any]]
 
 
-def _split(X: np.ndarray, y: np.ndarray, n_train: int, rep: int) -> Any:
+def _split(data: Any, n_train: int, rep: int) -> Any:
+    X, y = data
     return train_test_split(X, y, train_size=n_train, stratify=y, random_state=rep)
 
 
 def _digits(rep: int) -> Any:
-    return _split(*load_digits(return_X_y=True), 600, rep)
+    return _split(load_digits(return_X_y=True), 600, rep)
 
 
 def _cancer(rep: int) -> Any:
-    return _split(*load_breast_cancer(return_X_y=True), 300, rep)
+    return _split(load_breast_cancer(return_X_y=True), 300, rep)
 
 
 def _synth(rep: int) -> Any:
     X, y = make_classification(
         2000, n_features=20, n_informative=6, flip_y=0.08, class_sep=0.8, random_state=0
     )
-    return _split(X, y, 800, rep)
+    return _split((X, y), 800, rep)
 
 
 TASKS = {
@@ -185,6 +186,7 @@ def run_tunecraft(
         n_finalists=n_finalists,
     )
     search.fit(X, y)
+    assert search.holdout_score_ is not None  # holdout=0.2 above
     fits = int(search.cv_results_["n_folds"].sum()) + len(search.holdout_results_["params"])
     return Outcome(
         100 * (1 - search.score(Xt, yt)),
@@ -237,10 +239,11 @@ def run_optuna(task: Task, X: Any, y: Any, Xt: Any, yt: Any, budget: int, rep: i
     while fits[0] < 5 * budget:
         study.optimize(objective, n_trials=1)
     best = study.best_trial
+    assert best.value is not None  # best_trial is a complete trial
     est = clone(task.estimator).set_params(**best.params).fit(X, y)
     return Outcome(
         100 * (1 - est.score(Xt, yt)),
-        100 * (1 - float(best.value)),
+        100 * (1 - best.value),
         fits[0],
         time.perf_counter() - start,
     )
