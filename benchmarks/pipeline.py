@@ -29,7 +29,9 @@ Each peer picks its best trial as usual and claims that trial's validation error
 claims ``result.score`` (its holdout estimate). Truth: the chosen configuration retrained at
 full fidelity with 5 fresh seeds, scored on the test split, averaged. Reported per task and
 method, median over repetitions: true test error, claimed error, gap (claimed - true) and the
-compute used.
+compute used. A second table sets tunecraft against each peer repetition by repetition (wins /
+losses, and 90 % paired-bootstrap intervals of the differences in true error and in abs gap),
+which says whether a difference between two medians is more than the repetitions' noise.
 
 Run::
 
@@ -428,6 +430,35 @@ METHODS: dict[str, Callable[..., Outcome]] = {
 }
 
 
+def paired(
+    ours: list[float], peer: list[float], n_boot: int = 10_000
+) -> tuple[int, int, float, tuple[float, float], float, tuple[float, float]]:
+    """Ours against a peer on the same repetitions (lower is better).
+
+    Returns wins, losses, the difference of medians and of means (ours - peer), each with a
+    90 % bootstrap interval that resamples repetitions, both methods' results together (a
+    repetition's split and seed are shared, so the pairs are not independent draws).
+    """
+    a, b = np.asarray(ours, dtype=float), np.asarray(peer, dtype=float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"paired results needed, got {a.size} and {b.size}")
+    idx = np.random.default_rng(0).integers(0, a.size, (n_boot, a.size))
+    d_med = np.median(a[idx], axis=1) - np.median(b[idx], axis=1)
+    d_mean = (a[idx] - b[idx]).mean(axis=1)
+
+    def interval(x: np.ndarray) -> tuple[float, float]:
+        return float(np.quantile(x, 0.05)), float(np.quantile(x, 0.95))
+
+    return (
+        int((a < b).sum()),
+        int((a > b).sum()),
+        float(np.median(a) - np.median(b)),
+        interval(d_med),
+        float((a - b).mean()),
+        interval(d_mean),
+    )
+
+
 def truth(task: Task, config: dict[str, Any]) -> float:
     """The chosen config retrained at full fidelity with fresh seeds, on the unseen test split."""
     return statistics.fmean(task.train(config, task.max_fidelity, s, "test") for s in TRUTH_SEEDS)
@@ -467,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine(), file=sys.stderr)
     logging.getLogger("tunecraft").setLevel(logging.WARNING)
     rows: list[tuple[str, str, float, float, float, float, float]] = []
+    versus: list[str] = []
     for task_name in args.tasks:
         results: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in args.methods}
         for rep in range(args.reps):
@@ -500,6 +532,22 @@ def main(argv: list[str] | None = None) -> int:
                     statistics.median(r[3] for r in res),
                 )
             )
+        ours = next((m for m in args.methods if m.startswith("tunecraft")), None)
+        for method, res in results.items():
+            if ours is None or method.startswith("tunecraft") or len(res) != len(results[ours]):
+                continue
+            mine = results[ours]
+            w, lo, d, (d_lo, d_hi), dm, (dm_lo, dm_hi) = paired(
+                [r[0] for r in mine], [r[0] for r in res]
+            )
+            gw, gl, _, _, gm, (gm_lo, gm_hi) = paired(
+                [abs(r[1] - r[0]) for r in mine], [abs(r[1] - r[0]) for r in res]
+            )
+            versus.append(
+                f"| {task_name} | {ours} - {method} | {w} / {lo} | {d:+.2f} ({d_lo:+.2f}, "
+                f"{d_hi:+.2f}) | {dm:+.2f} ({dm_lo:+.2f}, {dm_hi:+.2f}) | {gw} / {gl} "
+                f"| {gm:+.2f} ({gm_lo:+.2f}, {gm_hi:+.2f}) |"
+            )
     print(
         "| task | method | true test error % (median) | claimed % | abs gap | compute used "
         "| seconds |"
@@ -510,6 +558,17 @@ def main(argv: list[str] | None = None) -> int:
             f"| {task_name} | {method} | {true_e:.2f} | {claimed_e:.2f} | {gap:.2f} "
             f"| {used:.2f} | {secs:.0f} |"
         )
+    if versus:
+        print(
+            "\nRepetition by repetition (negative: tunecraft lower; wins / losses are"
+            " tunecraft's; intervals 90 %, paired bootstrap):\n"
+        )
+        print(
+            "| task | methods | true error W / L | median diff | mean diff "
+            "| abs gap W / L | abs gap mean diff |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|")
+        print("\n".join(versus))
     return 0
 
 
