@@ -69,6 +69,7 @@ from _machine import (  # benchmarks/_machine.py (the script's folder)
     machine,
     portable_numerics,
 )
+from _stats import paired  # benchmarks/_stats.py
 
 import tunecraft as tc
 from tunecraft.schedulers import ASHAScheduler, HyperbandScheduler, make_scheduler
@@ -659,7 +660,34 @@ def report(raw: dict[str, dict[str, list[Ledger]]]) -> str:
                 f"| {_frac(reach)} ({_frac(lo)}-{_frac(hi)}) | {by_tenth} "
                 f"| {worse}/{len(ledgers)} | {full} |"
             )
-    lines += ["", summary(raw)]
+    lines += ["", summary(raw), "", versus(raw)]
+    return "\n".join(lines)
+
+
+def versus(raw: dict[str, dict[str, list[Ledger]]], peer: str = "optuna-hb") -> str:
+    """tunecraft's methods against ``peer``, problem by problem, on the final error of the
+    same seeds: wins / losses, and the differences of medians and of means with 90 %
+    paired-bootstrap intervals (negative: tunecraft lower)."""
+    lines = [
+        f"Final error against {peer}, same seeds (negative: tunecraft lower; intervals 90 %, "
+        "paired bootstrap):",
+        "",
+        "| problem | method | W / L | median diff | mean diff |",
+        "|:--|:--|--:|--:|--:|",
+    ]
+    for problem, by_method in raw.items():
+        if peer not in by_method:
+            continue
+        theirs = [x.best for x in by_method[peer]]
+        for name, ledgers in by_method.items():
+            mine = [x.best for x in ledgers]
+            if not name.startswith("tc-") or len(mine) != len(theirs):
+                continue
+            w, lo, d, (d_lo, d_hi), dm, (dm_lo, dm_hi) = paired(mine, theirs)
+            lines.append(
+                f"| {problem} | {name} | {w} / {lo} | {d:+.2f} ({d_lo:+.2f}, {d_hi:+.2f}) "
+                f"| {dm:+.2f} ({dm_lo:+.2f}, {dm_hi:+.2f}) |"
+            )
     return "\n".join(lines)
 
 
