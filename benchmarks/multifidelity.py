@@ -562,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         help=PORTABLE_HELP,
     )
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.portable_numerics and not args.load:
         portable_numerics()
     logging.getLogger("tunecraft").setLevel(logging.ERROR)

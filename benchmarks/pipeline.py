@@ -464,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         help=PORTABLE_HELP,
     )
     args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error(f"--reps must be at least 1, got {args.reps}")
     if args.portable_numerics:
         portable_numerics()
     TC_OPTIONS.update(json.loads(args.tc_options))

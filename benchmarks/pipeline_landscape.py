@@ -12,7 +12,7 @@ When the correlation within the best fifth is near zero, choosing among good con
 by validation is a draw, whoever does the choosing: a method's true error there is set by
 which good configuration it happens to pick (``docs/benchmarks.md``, the pipeline section).
 
-Run (cancer takes about 12 minutes on two cores)::
+Run (cancer, as below, takes about 11 minutes on two cores)::
 
     python benchmarks/pipeline_landscape.py --task cancer-sklearn --reps 10 --configs 100
 """
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         "--good", type=float, default=3.6, help="validation error (%%) that counts as good"
     )
     args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error(f"--reps must be at least 1, got {args.reps}")
     if args.configs < 10:
         parser.error(
             f"--configs must be at least 10 (a fifth of them is correlated), got {args.configs}"
