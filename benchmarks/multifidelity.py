@@ -18,6 +18,10 @@ Methods, same budget of epochs (``--budget-full`` full-fidelity trainings' worth
   trials resume from checkpoints. The sampler is ``--sampler`` (default ``auto``, the
   study's default: what ``tc.Study(space, scheduler="auto")`` gets; ``tpe`` pits the same
   sampler family as Optuna's against it).
+* ``tc-auto+prior`` (LCBench only): ``tc-auto`` that first runs ``PRIOR_K`` configurations
+  transferred from earlier studies on the other LCBench instances
+  (:func:`lcbench_portfolio`: ``load_prior(..., select="portfolio")``, enqueued; the
+  scheduler treats them like any other trial). The transfer step of the budgeted pipeline.
 * ``tc-auto-stop``: ``tc-auto`` with ``variant="stopping"`` (prunes instead of pausing: for
   objectives that cannot resume; what the budgeted pipeline's refine phase uses).
 * ``tc-asha``: ASHA promotion with ``min_resource="auto"`` (the first rung chosen from the
@@ -80,6 +84,8 @@ YAHPO_DATA = os.environ.get(
     "YAHPO_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "yahpo")
 )
 AUTO_OPTIONS: dict[str, Any] = {"reduction_factor": 3}
+PRIOR_K = 5  # tc-auto+prior: configurations transferred from earlier studies, run first
+NEEDS_PRIOR = {"tc-auto+prior"}
 LCBENCH_INSTANCES = ["3945", "7593", "34539", "126025", "126026", "126029", "146212", "167104"]
 
 
@@ -100,6 +106,8 @@ class Problem:
     space: dict[str, Any]
     start: Callable[[dict[str, Any], int], Run]
     optuna_space: Callable[[Any], dict[str, Any]]
+    # earlier studies on other tasks, for the transfer row: (seed, k) -> configs to run first
+    prior: Callable[[int, int], list[dict[str, Any]]] | None = None
 
 
 class SurrogateRun(Run):
@@ -169,7 +177,78 @@ def lcbench(instance: str) -> Problem:
         x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
         return SurrogateRun(instance, x, 52)
 
-    return Problem(f"lcbench/{instance}", 52, _LCB_SPACE, start, _lcb_optuna)
+    def prior(seed: int, k: int) -> list[dict[str, Any]]:
+        return lcbench_portfolio(seed, k)
+
+    return Problem(f"lcbench/{instance}", 52, _LCB_SPACE, start, _lcb_optuna, prior)
+
+
+PRIOR_CONFIGS = 500  # configurations of each earlier study on another LCBench instance
+_PORTFOLIOS: dict[tuple[int, int], list[dict[str, Any]]] = {}
+
+
+def lcbench_prior_studies(seed: int) -> list[list[tuple[dict[str, Any], float]]]:
+    """Earlier studies for the transfer row: one per LCBench instance this benchmark never
+    scores (26 of the 34; none of ``LCBENCH_INSTANCES``), each the same ``PRIOR_CONFIGS``
+    random configurations (drawn from ``seed``) trained for 52 epochs there, as
+    ``(config, validation error)`` pairs."""
+    from yahpo_gym import benchmark_set
+
+    with _quiet():
+        bench = benchmark_set.BenchmarkSet("lcbench")
+    space = tc.space.Space(_LCB_SPACE)
+    rng = np.random.default_rng([seed, 7919])
+    configs = []
+    for _ in range(PRIOR_CONFIGS):
+        x = space.sample(rng)
+        x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
+        configs.append(x)
+    studies = []
+    for inst in (str(i) for i in bench.instances):
+        if inst in LCBENCH_INSTANCES:
+            continue
+        bench.set_instance(inst)
+        out = bench.objective_function([dict(x, epoch=52, OpenML_task_id=inst) for x in configs])
+        errors = [100.0 - float(r["val_accuracy"]) for r in out]
+        studies.append(list(zip(configs, errors, strict=True)))
+    return studies
+
+
+def lcbench_portfolio(seed: int, k: int) -> list[dict[str, Any]]:
+    """The transfer row's prior: ``k`` configurations that ``load_prior(...,
+    select="portfolio")`` chooses from :func:`lcbench_prior_studies`. The earlier studies'
+    cost is not charged to the target's budget: they stand for the studies a team ran before
+    on other datasets."""
+    from tunecraft.strategy import load_prior
+
+    if (seed, k) not in _PORTFOLIOS:
+        studies = lcbench_prior_studies(seed)
+        chosen = load_prior(studies, _LCB_SPACE, k=k, select="portfolio", seed=seed)
+        _PORTFOLIOS[seed, k] = [c.config for c in chosen]
+    return _PORTFOLIOS[seed, k]
+    from yahpo_gym import benchmark_set
+
+    with _quiet():
+        bench = benchmark_set.BenchmarkSet("lcbench")
+    space = tc.space.Space(_LCB_SPACE)
+    rng = np.random.default_rng([seed, 7919])
+    configs = []
+    for _ in range(PRIOR_CONFIGS):
+        x = space.sample(rng)
+        x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
+        configs.append(x)
+    studies = []
+    for inst in (str(i) for i in bench.instances):
+        if inst in LCBENCH_INSTANCES:
+            continue
+        bench.set_instance(inst)
+        out = bench.objective_function([dict(x, epoch=52, OpenML_task_id=inst) for x in configs])
+        studies.append(
+            [(x, 100.0 - float(r["val_accuracy"])) for x, r in zip(configs, out, strict=True)]
+        )
+    chosen = load_prior(studies, space, k=k, select="portfolio", seed=seed)
+    _PORTFOLIOS[seed, k] = [c.config for c in chosen]
+    return _PORTFOLIOS[seed, k]
 
 
 class DigitsRun(Run):
@@ -345,6 +424,7 @@ def run_tunecraft(
     model_based: bool = True,
     hyperband: bool = False,
     auto_options: dict[str, Any] | None = None,
+    prior: int = 0,
 ) -> None:
     scheduler: Any
     if auto_options is not None:
@@ -374,6 +454,10 @@ def run_tunecraft(
             scheduler=scheduler,
             artifact_dir=tmp,
         )
+        if prior:
+            assert problem.prior is not None
+            for config in problem.prior(seed, prior):
+                study.enqueue(config)
         while not ledger.exhausted:
             trial = study.ask()
             run = trial.load_checkpoint() if trial.resumed else None
@@ -474,6 +558,15 @@ def methods(available: set[str], sampler: str) -> dict[str, Callable[..., None]]
         "random": run_random,
         "tc-auto": lambda p, s, led: run_tunecraft(
             p, s, led, min_resource=1, sampler=sampler, auto_options=dict(AUTO_OPTIONS)
+        ),
+        "tc-auto+prior": lambda p, s, led: run_tunecraft(
+            p,
+            s,
+            led,
+            min_resource=1,
+            sampler=sampler,
+            auto_options=dict(AUTO_OPTIONS),
+            prior=PRIOR_K,
         ),
         "tc-asha": lambda p, s, led: run_tunecraft(
             p, s, led, min_resource="auto", sampler=sampler
@@ -609,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
         budget = args.budget_full * problem.max_epochs
         raw[problem.name] = {}
         for name, fn in table.items():
+            if name in NEEDS_PRIOR and problem.prior is None:
+                print(f"{problem.name}: no earlier studies, {name} skipped", file=sys.stderr)
+                continue
             t0 = time.perf_counter()
             ledgers = []
             for seed in range(args.first_seed, args.first_seed + n_seeds):

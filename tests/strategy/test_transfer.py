@@ -126,7 +126,7 @@ def test_load_prior_from_studies_trials_pairs_and_configs():
     storage = tc.storage.MemoryStorage()
     a = _old_study(storage, "a")
     b = _old_study(storage, "b", direction="maximize")
-    both = load_prior([a, "b"], NEW, storage=storage, k=3)
+    both = load_prior([a, "b"], NEW, storage=storage, k=3, select="best")
     # best of a, best of b, second best of a
     assert [p.source.split(" trial")[0] for p in both] == ["study 'a'", "study 'b'", "study 'a'"]
     assert both[1].value == max(t.value for t in b.trials if t.value is not None)
@@ -160,6 +160,60 @@ def test_load_prior_errors():
         load_prior([{"lr": 0.1}, "old"], NEW)
     with pytest.raises(ValueError, match="'k' parameter of load_prior"):
         load_prior([{"lr": 0.1}], NEW, k=0)
+
+
+def test_portfolio_prefers_a_compromise_to_each_study_s_own_best():
+    space = tc.Space({"x": tc.uniform(0.0, 1.0)})
+    # a is best on study 1 only, b on study 2 only, c second best on both
+    a, b, c, d, e = ({"x": v} for v in (0.1, 0.9, 0.5, 0.3, 0.7))
+    one = [(a, 0.0), (c, 1.0), (d, 5.0), (e, 8.0), (b, 9.0)]
+    two = [(b, 0.0), (c, 1.0), (e, 5.0), (d, 8.0), (a, 9.0)]
+    best = load_prior([one, two], space, k=2, select="best")
+    assert [p.config for p in best] == [a, b]
+    assert [p.source for p in best] == ["prior[0] pairs trial 0", "prior[1] pairs trial 0"]
+    got = load_prior([one, two], space, k=3)  # select="portfolio", the default
+    assert got[0].config == c  # the best single choice across both studies
+    assert {tuple(p.config.items()) for p in got[1:]} == {(("x", 0.1),), (("x", 0.9),)}
+    # normalized per study: a study's scale does not decide
+    scaled = [[(cfg, 1000.0 * v) for cfg, v in one], two]
+    assert [p.config for p in load_prior(scaled, space, k=3, select="portfolio")] == [
+        p.config for p in got
+    ]
+    # with one study a portfolio is its best k
+    assert [p.config for p in load_prior([one], space, k=2, select="portfolio")] == [a, c]
+    # no values to score (configs only): the best-of-each order
+    assert [p.config for p in load_prior([[a, c], [b]], space, k=2, select="portfolio")] == [a, b]
+
+
+def test_portfolio_reads_a_study_s_direction_and_predicts_configs_it_did_not_run():
+    space = tc.Space({"x": tc.uniform(0.0, 1.0), "y": tc.uniform(0.0, 1.0)})
+    storage = tc.storage.MemoryStorage()
+    studies = []
+    for i, (centre, direction) in enumerate(
+        ((0.2, "minimize"), (0.5, "maximize"), (0.8, "minimize"))
+    ):
+        study = tc.Study(
+            space, sampler="random", seed=i, storage=storage, name=f"s{i}", direction=direction
+        )
+        sign = 1.0 if direction == "minimize" else -1.0
+        study.optimize(lambda t, c=centre, s=sign: s * (t.config["x"] - c) ** 2, n_trials=60)
+        studies.append(study)
+    first = load_prior(studies, space, k=1, select="best")
+    assert abs(first[0].config["x"] - 0.2) < 0.1  # study s0's own best
+    # the three studies ran different configs: each one's value elsewhere is predicted
+    got = load_prior(["s0", "s1", "s2"], space, storage=storage, k=1, select="portfolio")
+    assert 0.35 < got[0].config["x"] < 0.65
+    again = load_prior(["s0", "s1", "s2"], space, storage=storage, k=3, select="portfolio")
+    assert again[0] == got[0]
+    assert sorted(round(p.config["x"], 1) for p in again[1:])[0] < 0.35
+    assert sorted(p.config["x"] for p in again[1:])[-1] > 0.65
+
+
+def test_portfolio_errors():
+    with pytest.raises(ValueError, match="'select' parameter of load_prior"):
+        load_prior([{"lr": 0.1}], NEW, select="greedy")
+    with pytest.raises(TypeError, match=r"prior\[1\] does not"):
+        load_prior([[{"lr": 0.1}], ["old"]], NEW)
 
 
 # -- defaults -----------------------------------------------------------------------------------

@@ -1518,7 +1518,9 @@ def tune(
         seed: Seeds the samplers; search runs use it as ``trial.seed``, validation runs use
             ``seed + 1``, ``seed + 2``...
         prior: Earlier results to start from: study names in ``storage``, :class:`Study`
-            objects, lists of trials or of config dicts.
+            objects, lists of trials or of config dicts (see
+            :func:`~tunecraft.strategy.load_prior`; from several studies, the five
+            configurations that together do best across them).
         defaults: Use the shipped defaults table (``True``), none (``False``), or your own
             ``{name: value}`` table.
         lr_scaling: ``"linear"`` or ``"sqrt"``: the batch-size scaling rule of the learning
