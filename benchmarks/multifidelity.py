@@ -187,11 +187,15 @@ PRIOR_CONFIGS = 500  # configurations of each earlier study on another LCBench i
 _PORTFOLIOS: dict[tuple[int, int], list[dict[str, Any]]] = {}
 
 
-def lcbench_prior_studies(seed: int) -> list[list[tuple[dict[str, Any], float]]]:
+def lcbench_prior_studies(
+    seed: int, metric: str = "val_accuracy"
+) -> list[list[tuple[dict[str, Any], float]]]:
     """Earlier studies for the transfer row: one per LCBench instance this benchmark never
     scores (26 of the 34; none of ``LCBENCH_INSTANCES``), each the same ``PRIOR_CONFIGS``
     random configurations (drawn from ``seed``) trained for 52 epochs there, as
-    ``(config, validation error)`` pairs."""
+    ``(config, validation error)`` pairs: ``100 - val_accuracy``, or with
+    ``metric="val_balanced_accuracy"`` (a fraction) ``100 - 100 * val_balanced_accuracy``."""
+    scale = 100.0 if metric == "val_balanced_accuracy" else 1.0
     from yahpo_gym import benchmark_set
 
     with _quiet():
@@ -209,7 +213,7 @@ def lcbench_prior_studies(seed: int) -> list[list[tuple[dict[str, Any], float]]]
             continue
         bench.set_instance(inst)
         out = bench.objective_function([dict(x, epoch=52, OpenML_task_id=inst) for x in configs])
-        errors = [100.0 - float(r["val_accuracy"]) for r in out]
+        errors = [100.0 - scale * float(r[metric]) for r in out]
         studies.append(list(zip(configs, errors, strict=True)))
     return studies
 

@@ -21,6 +21,10 @@ included):
   the finalist is chosen on full-fidelity validation runs and the holdout only scores it.
 * ``tunecraft-holdout``: the same with ``select="holdout"`` (the finalist chosen on the
   holdout, whose score it then reports).
+* ``tunecraft+prior`` (LCBench only): ``tunecraft`` given ``prior=`` earlier studies on the
+  26 LCBench instances no benchmark scores (``multifidelity.lcbench_prior_studies``, on the
+  balanced validation error used here): the transfer phase runs five of their
+  configurations first.
 * ``random``: random search at full fidelity.
 * ``optuna-median``: Optuna TPE + ``MedianPruner``.
 * ``optuna-hb``: Optuna TPE + ``HyperbandPruner``.
@@ -29,9 +33,10 @@ Each peer picks its best trial as usual and claims that trial's validation error
 claims ``result.score`` (its holdout estimate). Truth: the chosen configuration retrained at
 full fidelity with 5 fresh seeds, scored on the test split, averaged. Reported per task and
 method, median over repetitions: true test error, claimed error, gap (claimed - true) and the
-compute used. A second table sets tunecraft against each peer repetition by repetition (wins /
-losses, and 90 % paired-bootstrap intervals of the differences in true error and in abs gap),
-which says whether a difference between two medians is more than the repetitions' noise.
+compute used. A second table sets each tunecraft row against each peer repetition by
+repetition (wins / losses, and 90 % paired-bootstrap intervals of the differences in true error
+and in abs gap), which says whether a difference between two medians is more than the
+repetitions' noise.
 
 Run::
 
@@ -322,9 +327,21 @@ TC_OPTIONS: dict[str, Any] = {}
 
 
 def run_tunecraft(
-    task: Task, budget: int, seed: int, meter: Meter, *, select: str = "validation"
+    task: Task,
+    budget: int,
+    seed: int,
+    meter: Meter,
+    *,
+    select: str = "validation",
+    prior: bool = False,
 ) -> Outcome:
     from tunecraft.strategy import tune
+
+    options = dict(TC_OPTIONS)
+    if prior:  # earlier studies on the 26 LCBench instances no benchmark scores
+        from multifidelity import lcbench_prior_studies
+
+        options["prior"] = lcbench_prior_studies(seed, metric="val_balanced_accuracy")
 
     def objective(trial: Any) -> float:
         def on_epoch(epoch: int, value: float) -> bool:
@@ -344,7 +361,7 @@ def run_tunecraft(
         seed=seed,
         select=select,
         verbose=False,
-        **TC_OPTIONS,
+        **options,
     )
     if result.score is None:
         raise RuntimeError(f"tc.tune ({select}) validated no finalist within {budget} epochs")
@@ -425,6 +442,7 @@ def run_optuna(task: Task, budget: int, seed: int, meter: Meter, *, pruner: str)
 METHODS: dict[str, Callable[..., Outcome]] = {
     "tunecraft": run_tunecraft,
     "tunecraft-holdout": lambda t, b, s, m: run_tunecraft(t, b, s, m, select="holdout"),
+    "tunecraft+prior": lambda t, b, s, m: run_tunecraft(t, b, s, m, prior=True),
     "random": run_random,
     "optuna-median": lambda t, b, s, m: run_optuna(t, b, s, m, pruner="median"),
     "optuna-hb": lambda t, b, s, m: run_optuna(t, b, s, m, pruner="hyperband"),
@@ -477,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in args.methods}
         for rep in range(args.reps):
             for method in args.methods:
+                if method == "tunecraft+prior" and not task_name.startswith("lcbench/"):
+                    continue  # earlier studies exist for LCBench only
                 meter = Meter()
                 task = make_task(task_name, meter, rep)
                 budget = args.budget_full * task.max_fidelity
@@ -492,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
         for method, res in results.items():
+            if not res:  # skipped on this task
+                continue
             trues = [r[0] for r in res]
             claimed = [r[1] for r in res]
             gaps = [abs(c - t) for t, c, _, _ in res]
@@ -506,11 +528,17 @@ def main(argv: list[str] | None = None) -> int:
                     statistics.median(r[3] for r in res),
                 )
             )
-        ours = next((m for m in args.methods if m.startswith("tunecraft")), None)
-        for method, res in results.items():
-            if ours is None or method.startswith("tunecraft") or len(res) != len(results[ours]):
+        pairs = [
+            (ours, method)
+            for ours in results
+            if ours.startswith("tunecraft")
+            for method in results
+            if not method.startswith("tunecraft") and results[ours]
+        ]
+        for ours, method in pairs:
+            res, mine = results[method], results[ours]
+            if len(res) != len(mine):
                 continue
-            mine = results[ours]
             w, lo, d, (d_lo, d_hi), dm, (dm_lo, dm_hi) = paired(
                 [r[0] for r in mine], [r[0] for r in res]
             )
