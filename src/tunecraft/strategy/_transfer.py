@@ -398,20 +398,20 @@ def load_prior(
         k: How many configurations to return at most.
         defaults: Fill values for missing parameters (see :func:`map_config`).
         select: How to choose among several studies. ``"portfolio"`` (the default): the ``k``
-            configurations that
-            *together* do best across the studies, chosen greedily (each next one is the
-            configuration that most lowers the mean, over studies, of the best normalized
-            value among those chosen; Feurer et al.'s portfolio construction for
-            Auto-sklearn 2.0, Pfisterer et al.'s "learning multiple defaults"). A study's
-            values are normalized to ``0`` at its best and ``1`` at its median (and capped
-            there), so no study dominates by its scale; a configuration a study did not
-            evaluate is scored there by a random forest fitted to that study's trials.
-            Studies with fewer than 3 distinct values do not score (with none that scores,
-            ``"best"`` applies). ``"best"``: the best of each study in turn, so every study
-            contributes. With one study both give its best ``k``. On 26 LCBench tasks as
-            earlier studies, five configurations chosen as a portfolio reached, on five other
-            tasks, the best of 50 random trainings there in 47 of 50 cases, the best of each
-            study in turn in 30 (docs/benchmarks.md, "Transfer").
+            configurations that *together* do best across the studies, chosen greedily: each
+            next one is the configuration that most lowers the mean, over studies, of the best
+            normalized value among those chosen (the portfolio construction of Auto-sklearn
+            2.0, and Pfisterer et al.'s "learning multiple defaults"). A study's values are
+            normalized to ``0`` at its best and ``1`` at its median (and capped there), so no
+            study dominates by its scale; a configuration a study did not evaluate is scored
+            there by a random forest fitted to that study's trials. Studies with fewer than 3
+            distinct values do not score (with none that scores, ``"best"`` applies).
+            ``"best"``: the best of each study in turn, so every study contributes. With one
+            study both give its best ``k``. With 26 LCBench tasks as earlier studies, five
+            configurations chosen as a portfolio reached, on five other tasks, the final
+            error typical of 50 random full trainings there in 47 of 50 cases; the best of
+            each study in turn did in 30 (``benchmarks/lcbench_transfer.py``,
+            docs/benchmarks.md).
         seed: Seeds the random forests of ``select="portfolio"``.
 
     Returns:
@@ -482,7 +482,7 @@ def _sources(prior: Any, storage: Any, direction: str) -> list[_Source]:
         )
     if not prior:
         return []
-    if all(_is_list(p) and p and not _is_pair(p) for p in prior):  # one list per study
+    if all(_is_list(p) and not _is_pair(p) for p in prior):  # one list per study
         out = []
         for i, p in enumerate(prior):
             if not all(isinstance(x, (FrozenTrial, Mapping)) or _is_pair(x) for x in p):
@@ -490,6 +490,8 @@ def _sources(prior: Any, storage: Any, direction: str) -> list[_Source]:
                     "The 'prior' parameter of load_prior: a list given per study must hold "
                     f"trials, configs or (config, value) pairs; prior[{i}] does not."
                 )
+            if not p:  # a study with nothing to give
+                continue
             ((records, d),) = _sources(p, storage, direction)
             out.append(([(c, v, f"prior[{i}] {label}") for c, v, label in records], d))
         return out
