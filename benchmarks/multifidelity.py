@@ -195,8 +195,9 @@ def lcbench_prior_studies(
     random configurations (drawn from ``seed``) trained for 52 epochs there, as
     ``(config, validation error)`` pairs: ``100 - val_accuracy``, or with
     ``metric="val_balanced_accuracy"`` (a fraction) ``100 - 100 * val_balanced_accuracy``."""
-    scale = 100.0 if metric == "val_balanced_accuracy" else 1.0
     from yahpo_gym import benchmark_set
+
+    scale = 100.0 if metric == "val_balanced_accuracy" else 1.0
 
     with _quiet():
         bench = benchmark_set.BenchmarkSet("lcbench")
@@ -229,29 +230,6 @@ def lcbench_portfolio(seed: int, k: int) -> list[dict[str, Any]]:
         studies = lcbench_prior_studies(seed)
         chosen = load_prior(studies, _LCB_SPACE, k=k, select="portfolio", seed=seed)
         _PORTFOLIOS[seed, k] = [c.config for c in chosen]
-    return _PORTFOLIOS[seed, k]
-    from yahpo_gym import benchmark_set
-
-    with _quiet():
-        bench = benchmark_set.BenchmarkSet("lcbench")
-    space = tc.space.Space(_LCB_SPACE)
-    rng = np.random.default_rng([seed, 7919])
-    configs = []
-    for _ in range(PRIOR_CONFIGS):
-        x = space.sample(rng)
-        x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
-        configs.append(x)
-    studies = []
-    for inst in (str(i) for i in bench.instances):
-        if inst in LCBENCH_INSTANCES:
-            continue
-        bench.set_instance(inst)
-        out = bench.objective_function([dict(x, epoch=52, OpenML_task_id=inst) for x in configs])
-        studies.append(
-            [(x, 100.0 - float(r["val_accuracy"])) for x, r in zip(configs, out, strict=True)]
-        )
-    chosen = load_prior(studies, space, k=k, select="portfolio", seed=seed)
-    _PORTFOLIOS[seed, k] = [c.config for c in chosen]
     return _PORTFOLIOS[seed, k]
 
 
