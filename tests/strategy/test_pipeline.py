@@ -452,6 +452,19 @@ def test_prior_studies_are_evaluated_first() -> None:
     assert any("x" in note for note in result.transfer_notes)
 
 
+def test_several_prior_studies_give_a_portfolio_first() -> None:
+    # a is best on the first old study only, b on the second only, c good on both
+    a, b, c = {"x": 0.1}, {"x": 0.9}, {"x": 0.6}
+    fillers = [{"x": v} for v in (0.3, 0.4, 0.5)]
+    one = [(a, 0.0), (c, 0.1)] + [(f, 1.0 + i) for i, f in enumerate(fillers)] + [(b, 9.0)]
+    two = [(b, 0.0), (c, 0.1)] + [(f, 1.0 + i) for i, f in enumerate(fillers)] + [(a, 9.0)]
+    storage = MemoryStorage()
+    result = run(storage, name="warm2", prior=[one, two], defaults=False)
+    transfer = tc.load_study("warm2.transfer", storage=storage).trials
+    assert transfer[0].config == {"x": 0.6, "y": 0.5, "z": 0.5}  # c, then filled
+    assert any("prior[0]" in n or "prior[1]" in n for n in result.transfer_notes)
+
+
 def stored_search(storage: Any, **kwargs: Any) -> BudgetedSearch:
     """A pipeline named "toy" in ``storage``: a new one after a crash picks up the stored state."""
     return BudgetedSearch(
