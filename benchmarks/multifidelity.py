@@ -195,10 +195,11 @@ def lcbench_prior_studies(
     random configurations (drawn from ``seed``) trained for 52 epochs there, as
     ``(config, validation error)`` pairs: ``100 - val_accuracy``, or with
     ``metric="val_balanced_accuracy"`` (a fraction) ``100 - 100 * val_balanced_accuracy``."""
-    from yahpo_gym import benchmark_set
+    from yahpo_gym import benchmark_set, local_config
 
     scale = 100.0 if metric == "val_balanced_accuracy" else 1.0
-
+    local_config.init_config()
+    local_config.set_data_path(os.path.abspath(YAHPO_DATA))
     with _quiet():
         bench = benchmark_set.BenchmarkSet("lcbench")
     space = tc.space.Space(_LCB_SPACE)
