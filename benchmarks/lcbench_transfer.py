@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from _machine import machine  # benchmarks/_machine.py (the script's folder)
-from multifidelity import _BENCHES, _LCB_SPACE, SurrogateRun, lcbench, lcbench_prior_studies
+from multifidelity import _BENCHES, _LCB_SPACE, lcbench, lcbench_point, lcbench_prior_studies
 
 import tunecraft as tc
 from tunecraft.strategy import load_prior
@@ -53,12 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     space = tc.space.Space(_LCB_SPACE)
     rng = np.random.default_rng(7)
-    start = lcbench(TARGETS[0]).start
-    pool = []
-    for _ in range(args.configs):
-        run = start(space.sample(rng), 0)
-        assert isinstance(run, SurrogateRun)
-        pool.append(run.x)  # the learning rate clipped as the benchmark does
+    pool = [lcbench_point(space.sample(rng)) for _ in range(args.configs)]
     target, share = {}, {}
     for inst in TARGETS:
         lcbench(inst)

@@ -162,6 +162,14 @@ def _lcb_optuna(trial: Any) -> dict[str, Any]:
     }
 
 
+def lcbench_point(config: dict[str, Any]) -> dict[str, Any]:
+    """The surrogate's input for ``config``: the space's parameters, the learning rate clipped
+    into the range YAHPO accepts (its lower bound is a hair above 1e-4)."""
+    x = {k: config[k] for k in _LCB_SPACE}
+    x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
+    return x
+
+
 def lcbench(instance: str) -> Problem:
     from yahpo_gym import benchmark_set, local_config
 
@@ -173,9 +181,7 @@ def lcbench(instance: str) -> Problem:
     _BENCHES[instance] = bench
 
     def start(config: dict[str, Any], seed: int) -> Run:
-        x = {k: config[k] for k in _LCB_SPACE}
-        x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
-        return SurrogateRun(instance, x, 52)
+        return SurrogateRun(instance, lcbench_point(config), 52)
 
     def prior(seed: int, k: int) -> list[dict[str, Any]]:
         return lcbench_portfolio(seed, k)
@@ -197,18 +203,19 @@ def lcbench_prior_studies(
     ``metric="val_balanced_accuracy"`` (a fraction) ``100 - 100 * val_balanced_accuracy``."""
     from yahpo_gym import benchmark_set, local_config
 
-    scale = 100.0 if metric == "val_balanced_accuracy" else 1.0
+    scales = {"val_accuracy": 1.0, "val_balanced_accuracy": 100.0}  # percent, fraction
+    if metric not in scales:
+        raise ValueError(
+            f"lcbench_prior_studies: metric must be one of {list(scales)}, got {metric!r}"
+        )
+    scale = scales[metric]
     local_config.init_config()
     local_config.set_data_path(os.path.abspath(YAHPO_DATA))
     with _quiet():
         bench = benchmark_set.BenchmarkSet("lcbench")
     space = tc.space.Space(_LCB_SPACE)
     rng = np.random.default_rng([seed, 7919])
-    configs = []
-    for _ in range(PRIOR_CONFIGS):
-        x = space.sample(rng)
-        x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
-        configs.append(x)
+    configs = [lcbench_point(space.sample(rng)) for _ in range(PRIOR_CONFIGS)]
     studies = []
     for inst in (str(i) for i in bench.instances):
         if inst in LCBENCH_INSTANCES:

@@ -268,7 +268,7 @@ def lcbench(meter: Meter, instance: str) -> Task:
     import contextlib
     import io
 
-    from multifidelity import _LCB_SPACE, YAHPO_DATA, _lcb_optuna  # the same problem there
+    from multifidelity import _LCB_SPACE, YAHPO_DATA, _lcb_optuna, lcbench_point  # same problem
     from yahpo_gym import benchmark_set, local_config
 
     local_config.init_config()
@@ -279,8 +279,7 @@ def lcbench(meter: Meter, instance: str) -> Task:
     cache: dict[tuple[Any, ...], list[dict[str, float]]] = {}
 
     def curves(config: dict[str, Any]) -> list[dict[str, float]]:
-        x = {k: config[k] for k in _LCB_SPACE}
-        x["learning_rate"] = min(max(x["learning_rate"], 1.0000000000000009e-4), 0.1)
+        x = lcbench_point(config)
         key = tuple(sorted(x.items()))
         if key not in cache:
             xs = [dict(x, epoch=e, OpenML_task_id=instance) for e in range(1, 53)]

@@ -1519,8 +1519,9 @@ def tune(
             ``seed + 1``, ``seed + 2``...
         prior: Earlier results to start from: study names in ``storage``, :class:`Study`
             objects, lists of trials or of config dicts (see
-            :func:`~tunecraft.strategy.load_prior`; from several studies, the five
-            configurations that together do best across them).
+            :func:`~tunecraft.strategy.load_prior`; from several studies, up to five
+            configurations that together do best across them, as many as the plan's transfer
+            runs allow).
         defaults: Use the shipped defaults table (``True``), none (``False``), or your own
             ``{name: value}`` table.
         lr_scaling: ``"linear"`` or ``"sqrt"``: the batch-size scaling rule of the learning
