@@ -31,6 +31,7 @@ from tunecraft.storage._base import current_worker
 from tunecraft.trial import (
     CHECKPOINT_ATTR,
     CONFIG_ATTR,
+    SNAPSHOTS_ATTR,
     FrozenTrial,
     Trial,
     TrialState,
@@ -499,18 +500,27 @@ class Study:
                 continue  # another worker resumed it first
             if order.config is not None:
                 config = self.space.validate(order.config)
+                if config != record.config:  # keep what the values so far were run with
+                    past = record.user_attrs.get("pbt_history")
+                    entry = {"until_step": record.last_step, "config": dict(record.config)}
+                    past = [*past, entry] if isinstance(past, list) else [entry]
+                    self._storage.set_user_attr(record.trial_id, "pbt_history", past)
+                    record = _with(record, user_attrs={**record.user_attrs, "pbt_history": past})
                 self._storage.set_trial_config(record.trial_id, config)
                 record = _with(record, config=config)
             record = self._prepare(record, new_config=order.config is not None)
             if order.checkpoint_from is not None:
-                record = self._copy_checkpoint(record, order.checkpoint_from, by_number)
+                record = self._copy_checkpoint(
+                    record, order.checkpoint_from, by_number, order.checkpoint_step
+                )
             _log.debug("Resuming trial %d (budget %s).", record.number, order.budget)
             return Trial(self, record, resumed=True, budget=order.budget), None
         return None, None
 
     # -- checkpoints -----------------------------------------------------------------------------
-    def _checkpoint_path(self, number: int) -> str:
-        return os.path.join(self._artifact_dir, f"trial-{number}", "checkpoint.pkl")
+    def _checkpoint_path(self, number: int, step: int | None = None) -> str:
+        name = "checkpoint.pkl" if step is None else f"checkpoint-step-{step}.pkl"
+        return os.path.join(self._artifact_dir, f"trial-{number}", name)
 
     def _save_checkpoint(self, trial: Trial, state: Any) -> str:
         path = self._checkpoint_path(trial.number)
@@ -524,7 +534,25 @@ class Study:
         _atomic_write(path, payload)
         if trial._record.user_attrs.get(CHECKPOINT_ATTR) != path:
             self._set_user_attr(trial, CHECKPOINT_ATTR, path)
+        if trial._save_first is None:
+            trial._save_first = True
+        if trial._snapshot_pending is not None:  # report, then save: this is that step's state
+            self._snapshot(trial, trial._snapshot_pending, payload)
+            trial._snapshot_pending = None
         return path
+
+    def _snapshot(self, trial: Trial, step: int, payload: bytes | None = None) -> None:
+        """Keep a copy of the trial's checkpoint as its state at ``step`` (if it has one)."""
+        if payload is None:
+            path = trial._record.user_attrs.get(CHECKPOINT_ATTR)
+            if not isinstance(path, str) or not os.path.exists(path):
+                return
+            with open(path, "rb") as f:
+                payload = f.read()
+        _atomic_write(self._checkpoint_path(trial.number, step), payload)
+        kept = trial._record.user_attrs.get(SNAPSHOTS_ATTR)
+        steps = sorted({*(kept if isinstance(kept, list) else []), step})
+        self._set_user_attr(trial, SNAPSHOTS_ATTR, steps)
 
     def _load_checkpoint(self, trial: Trial, default: Any) -> Any:
         path = trial._record.user_attrs.get(CHECKPOINT_ATTR)
@@ -534,10 +562,17 @@ class Study:
             return pickle.load(f)  # our own file, written by save_checkpoint
 
     def _copy_checkpoint(
-        self, record: FrozenTrial, donor_number: int, by_number: Mapping[int, FrozenTrial]
+        self,
+        record: FrozenTrial,
+        donor_number: int,
+        by_number: Mapping[int, FrozenTrial],
+        step: int | None = None,
     ) -> FrozenTrial:
         donor = by_number.get(donor_number)
-        source = donor.user_attrs.get(CHECKPOINT_ATTR) if donor is not None else None
+        if step is None:
+            source = donor.user_attrs.get(CHECKPOINT_ATTR) if donor is not None else None
+        else:  # the donor's state at that step; its latest may be further trained
+            source = self._checkpoint_path(donor_number, step)
         attrs: dict[str, Any] = {"pbt_parent": donor_number, "pbt_step": record.last_step}
         if isinstance(source, str) and os.path.exists(source):
             path = self._checkpoint_path(record.number)
@@ -546,9 +581,10 @@ class Study:
             attrs[CHECKPOINT_ATTR] = path
         else:
             _log.warning(
-                "Trial %d has no checkpoint to copy into trial %d; the objective resumes "
+                "Trial %d has no checkpoint%s to copy into trial %d; the objective resumes "
                 "from its own state.",
                 donor_number,
+                "" if step is None else f" at step {step}",
                 record.number,
             )
         for key, value in attrs.items():
@@ -622,6 +658,9 @@ class Study:
             elif record.intermediate or (handle and handle.intermediate):
                 inter = handle.intermediate if handle else record.intermediate
                 stored_value = inter[max(inter)]
+        if handle is not None and handle._snapshot_pending is not None:
+            self._snapshot(handle, handle._snapshot_pending)  # no save after its last report
+            handle._snapshot_pending = None
         finished = self._storage.set_state(
             record.trial_id, new_state, value=stored_value, error=error
         )
@@ -649,9 +688,25 @@ class Study:
         self._storage.report(trial.trial_id, step, value)
         record = _with(trial._record, intermediate={**trial._record.intermediate, step: value})
         trial._update(record)
+        if trial._save_first is None:
+            trial._save_first = False
+        if trial._snapshot_pending is not None:  # no save came: keep the older state there
+            self._snapshot(trial, trial._snapshot_pending)
+            trial._snapshot_pending = None
+        replayed = trial._replay_until is not None and step <= trial._replay_until
+        if self.scheduler is not None and not replayed:
+            keep = self.scheduler.snapshot_at(record)
+            if keep is not None:
+                # The snapshot at a step is the newest state saved at or before it. Save,
+                # then report: the latest checkpoint is this step's state. Report, then save:
+                # the next one is.
+                if trial._save_first:
+                    self._snapshot(trial, keep)
+                else:
+                    trial._snapshot_pending = keep
         if self._deadline is not None and time.monotonic() >= self._deadline:
             return Decision.STOP.value
-        if self.scheduler is None:
+        if self.scheduler is None or replayed:
             return Decision.CONTINUE.value
         decision = Decision(self.scheduler.on_report(record, self.history()))
         return decision.value

@@ -21,6 +21,7 @@ __all__ = [
     "CONFIG_ATTR",
     "PHASE_ATTR",
     "SEED_ATTR",
+    "SNAPSHOTS_ATTR",
     "SPLIT_ATTR",
     "TRAIN_ATTR",
     "FrozenTrial",
@@ -222,6 +223,13 @@ class Trial:
         self._decision = "continue"
         self._resumed = resumed
         self._budget = budget
+        # A resumed objective may retrain up to where it was paused and report those steps
+        # again; the scheduler decided them already and does not judge them twice.
+        self._replay_until = record.last_step if resumed else None
+        # Which checkpoint belongs to which step: set by whichever of save_checkpoint and
+        # report this run calls first (see Study._report).
+        self._save_first: bool | None = None
+        self._snapshot_pending: int | None = None
 
     @property
     def number(self) -> int:
@@ -403,3 +411,5 @@ class Trial:
 
 #: The user attribute that records a trial's checkpoint file.
 CHECKPOINT_ATTR = "tc.checkpoint"
+#: The user attribute that lists the steps at which a copy of the checkpoint was kept (PBT).
+SNAPSHOTS_ATTR = "tc.checkpoint_steps"

@@ -89,3 +89,27 @@ def test_top_and_middle_trials_continue() -> None:
 def test_validation(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         PBTScheduler(**kwargs)
+
+
+def test_irregular_steps_decide_at_the_first_report_past_each_multiple() -> None:
+    pbt = PBTScheduler(perturbation_interval=4, min_population=2, seed=0)
+    sc = Scenario(pbt, space=SPACE)
+    for n, x in enumerate([0.5, 0.6]):
+        sc.start(n, {"x": x, "n": 4, "opt": "a"})
+    sc.report(0, step=3, value=0.1, expect=C)  # before the first multiple
+    sc.report(0, step=5, value=0.1, expect=C)  # crosses 4: alone there, decides nothing
+    sc.report(1, step=2, value=0.9, expect=C)
+    sc.report(1, step=5, value=0.9, expect=P)  # crosses 4 at 5: the worse of two
+    assert pbt.snapshot_at(sc.trial(1)) == 4
+    order = pbt.on_ask(SPACE, sc.history())
+    assert order is not None
+    # The donor's state is asked for at the milestone; the next decision is at 8.
+    assert (order.number, order.checkpoint_from, order.checkpoint_step, order.budget) == (
+        1,
+        0,
+        4,
+        8,
+    )
+    sc.ask(order)
+    sc.report(1, step=7, value=0.2, expect=C)  # no multiple crossed since 5
+    assert pbt.snapshot_at(sc.trial(1)) is None

@@ -33,18 +33,21 @@ class Resume:
             to the end); the objective reads it as ``trial.budget``.
         config: A new configuration for the trial (population-based training), or ``None`` to
             keep its own.
-        checkpoint_from: Copy this trial's latest checkpoint to the resumed trial first (PBT's
+        checkpoint_from: Copy this trial's checkpoint to the resumed trial first (PBT's
             exploit step), or ``None`` to resume from the trial's own checkpoint.
+        checkpoint_step: Which of ``checkpoint_from``'s checkpoints: the one the study kept at
+            this step (see :meth:`Scheduler.snapshot_at`), or ``None`` for its latest.
 
     Example:
         >>> Resume(number=3, budget=9)
-        Resume(number=3, budget=9, config=None, checkpoint_from=None)
+        Resume(number=3, budget=9, config=None, checkpoint_from=None, checkpoint_step=None)
     """
 
     number: int
     budget: int | None = None
     config: Mapping[str, Any] | None = field(default=None)
     checkpoint_from: int | None = None
+    checkpoint_step: int | None = None
 
 
 class Scheduler(ABC):
@@ -70,6 +73,15 @@ class Scheduler(ABC):
     @abstractmethod
     def on_report(self, trial: FrozenTrial, history: History) -> Decision:
         """Decide for ``trial``, whose ``intermediate`` holds the value just reported."""
+
+    def snapshot_at(self, trial: FrozenTrial) -> int | None:
+        """The step under which the study keeps a copy of the checkpoint of this report.
+
+        Called with ``trial`` as :meth:`on_report` sees it. A scheduler that will later copy
+        one trial's state at a given step into another (PBT) returns that step; the default,
+        ``None``, keeps only each trial's latest checkpoint.
+        """
+        return None
 
     def on_ask(self, space: Space, history: History) -> Resume | None:
         """Before a new trial starts: return a paused trial to resume instead, or ``None``.

@@ -12,7 +12,7 @@ from tunecraft._validation import check_float, check_int
 from tunecraft.exceptions import InvalidParameterError
 from tunecraft.samplers._base import History
 from tunecraft.schedulers._base import Decision, Resume, Scheduler
-from tunecraft.schedulers._rungs import ranked
+from tunecraft.schedulers._rungs import crossed, ranked
 from tunecraft.space import Categorical, Float, Int, Space
 from tunecraft.trial import FrozenTrial, TrialState
 
@@ -22,19 +22,25 @@ __all__ = ["PBTScheduler"]
 class PBTScheduler(Scheduler):
     """Population-based training (Jaderberg et al., 2017), seeded and deterministic.
 
-    Every ``perturbation_interval`` steps, a trial is ranked by its value at that step against
-    every trial that reached it. A trial in the bottom ``quantile_fraction`` pauses; the study
-    then resumes it at once (:meth:`on_ask`) with the checkpoint of a trial drawn from the top
-    ``quantile_fraction`` (*exploit*) and that trial's config *explored*: each numeric value is
+    Every ``perturbation_interval`` steps (at the first report at or beyond each multiple of
+    it), a trial is ranked by its value there against every trial that reached it. A trial in
+    the bottom ``quantile_fraction`` pauses; the study then resumes it at once
+    (:meth:`on_ask`) with the checkpoint a trial drawn from the top ``quantile_fraction`` had
+    *at that step* (*exploit*: the study keeps a copy of each trial's checkpoint at every
+    multiple, :meth:`snapshot_at`) and that trial's config *explored*: each numeric value is
     resampled from its domain with probability ``resample_probability``, else multiplied by one
     of ``perturbation_factors`` and clipped (ints rounded to their grid); each categorical is
     resampled with ``resample_probability``, else kept. The draws depend only on the seed, the
     paused trial's number and its step, so every worker and every rerun explores alike.
 
     The resumed trial keeps its number and its earlier intermediate values; its config in the
-    storage becomes the explored one, and the user attributes ``pbt_parent`` and ``pbt_step``
-    record where it came from. The objective must checkpoint at each report
-    (``trial.save_checkpoint``) and load on resume (``trial.resumed``, ``trial.load_checkpoint``).
+    storage becomes the explored one, the user attributes ``pbt_parent`` and ``pbt_step``
+    record where it came from, and ``pbt_history`` the configs it ran before. The objective
+    must checkpoint at each report (``trial.save_checkpoint``, just before or just after
+    ``trial.report``) and load on resume (``trial.resumed``, ``trial.load_checkpoint``), going
+    on from ``trial.last_step + 1``: the copied state is the donor's at the same step, so a
+    trial never gets more training than its steps say. The kept copies stay in the study's
+    artifact directory (one per trial and multiple of the interval).
 
     Args:
         perturbation_interval: Steps between exploit decisions (an int >= 1).
@@ -109,11 +115,30 @@ class PBTScheduler(Scheduler):
         k = max(1, int(len(rank) * self.quantile_fraction))
         return rank[:k], rank[-k:]
 
+    def _milestone(self, trial: FrozenTrial) -> int | None:
+        """The multiple of the interval that the latest report is the first to reach, if any.
+
+        A trial that reports every step decides at 4, 8, ... (interval 4); one that reports at
+        5, 10, 15 decides at 5 for milestone 4, at 10 for 8 and at 15 for 12, and is ranked
+        at the milestone by its first value at or beyond it, as the rung schedulers do.
+        """
+        last = trial.last_step
+        if last is None:
+            return None
+        milestone = (last // self.perturbation_interval) * self.perturbation_interval
+        if milestone == 0 or not crossed(trial, milestone):
+            return None
+        return milestone
+
+    def snapshot_at(self, trial: FrozenTrial) -> int | None:
+        # A trial's state at each milestone may be copied into a trial ranked lower there.
+        return self._milestone(trial)
+
     def on_report(self, trial: FrozenTrial, history: History) -> Decision:
-        step = trial.last_step
-        if step is None or step == 0 or step % self.perturbation_interval:
+        milestone = self._milestone(trial)
+        if milestone is None:
             return Decision.CONTINUE
-        split = self._split(trial, history, step)
+        split = self._split(trial, history, milestone)
         if split is None:
             return Decision.CONTINUE
         top, bottom = split
@@ -125,21 +150,23 @@ class PBTScheduler(Scheduler):
 
     def on_ask(self, space: Space, history: History) -> Resume | None:
         for trial in history.with_state(TrialState.PAUSED):
-            step = trial.last_step
-            if step is None:
+            if trial.last_step is None:
                 continue
-            split = self._split(trial, history, step)
+            interval = self.perturbation_interval
+            milestone = max(interval, (trial.last_step // interval) * interval)
+            split = self._split(trial, history, milestone)
             donors = [t for t in split[0] if t.number != trial.number] if split else []
             if not donors:
                 # Nobody better to copy: go on with its own weights and config.
-                return Resume(trial.number, budget=step + self.perturbation_interval)
-            rng = np.random.default_rng([self._entropy, trial.number, step])
+                return Resume(trial.number, budget=milestone + interval)
+            rng = np.random.default_rng([self._entropy, trial.number, trial.last_step])
             donor = donors[int(rng.integers(len(donors)))]
             return Resume(
                 trial.number,
-                budget=step + self.perturbation_interval,
+                budget=milestone + interval,
                 config=self.explore(space, donor.config, rng),
                 checkpoint_from=donor.number,
+                checkpoint_step=milestone,
             )
         return None
 
