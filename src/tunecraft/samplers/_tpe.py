@@ -14,6 +14,7 @@ from tunecraft.samplers._encoding import Encoder
 from tunecraft.samplers._gp.sampler import finished_values
 from tunecraft.samplers._sobol import SobolSampler
 from tunecraft.space import Space
+from tunecraft.trial import TrialState
 
 __all__ = ["TPESampler"]
 
@@ -244,7 +245,9 @@ class TPESampler(Sampler):
         enc = self._encoder(space)
         u = enc.encode_trials(trials)
         order = np.argsort(values, kind="stable")
-        n_good = min(max(1, math.ceil(self.gamma * n)), 25)
+        # failed trials come last, valued as the worst: never in the good group
+        n_complete = sum(t.state is TrialState.COMPLETE for t in trials)
+        n_good = min(max(1, math.ceil(self.gamma * n)), 25, n_complete)
         good, bad = u[order[:n_good]], u[order[n_good:]]
         bad_w = np.ones(len(bad))
         pending = [t.config for t in history.pending if t.number != number and t.config]

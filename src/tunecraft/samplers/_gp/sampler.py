@@ -49,10 +49,27 @@ def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
 
 
 def finished_values(history: History) -> tuple[list[FrozenTrial], np.ndarray]:
-    """Complete trials with a finite value, and their values oriented to minimize."""
+    """Complete trials with a finite value, and their values oriented to minimize.
+
+    Trials whose objective failed on their config (raised, or returned NaN) follow, valued
+    as the worst complete value: a point that fails is a point not to propose again, nor its
+    neighbourhood (left out, the unchanged model proposed the failing point again and again).
+    Trials failed by a lost worker (``"stale: ..."``) or by the sampler say nothing of their
+    config and are left out.
+    """
     trials = [t for t in history.complete if t.value is not None and math.isfinite(float(t.value))]
     values = np.array([history.sign() * float(t.value or 0.0) for t in trials], dtype=float)
+    failed = [t for t in history.with_state(TrialState.FAILED) if t.config and _config_failed(t)]
+    if failed and len(values):
+        trials = [*trials, *failed]
+        values = np.concatenate([values, np.full(len(failed), values.max())])
     return trials, values
+
+
+def _config_failed(trial: FrozenTrial) -> bool:
+    """Whether the trial failed because of what its config did (not a crash or the sampler)."""
+    error = trial.error or ""
+    return not error.startswith(("stale:", "sampler:"))
 
 
 def _check_options(
@@ -110,6 +127,8 @@ class GPSampler(Sampler):
       itself is recomputed for every suggestion), which makes a suggestion several times
       cheaper at no measurable cost in quality; the reused values are a function of the
       history alone, so a fresh process proposes the same point;
+    * a trial whose objective failed on its config counts as observed at the worst value
+      seen, so the model moves away from where the objective fails;
     * the incumbent is the best posterior mean at the observed points (robust to noise);
     * running, paused and the 256 most recent pruned trials are fantasized at the posterior
       mean (kriging believer), which leaves the mean alone and shrinks the variance around
