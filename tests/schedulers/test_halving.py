@@ -26,6 +26,20 @@ def test_asha_stopping_keeps_the_top_of_each_rung() -> None:
     sc.expect_states({0: "running", 1: "pruned", 2: "pruned", 3: "running"})
 
 
+def test_asha_keeps_a_trial_tied_with_the_cutoff() -> None:
+    # Accuracy on a small fold ties often: a tie with the k-th best is no evidence against a
+    # trial (it was stopped for arriving later).
+    sc = Scenario(ASHAScheduler(min_resource=1, reduction_factor=2))
+    sc.report(0, step=1, value=0.0, expect=C)
+    sc.report(1, step=1, value=0.0, expect=C)  # k = 1, ties the best
+    sc.report(2, step=1, value=0.0, expect=C)
+    sc.report(3, step=1, value=0.1, expect=S)  # k = 2, worse than the second
+    promo = Scenario(ASHAScheduler(min_resource=1, reduction_factor=2, variant="promotion"))
+    promo.report(0, step=1, value=0.2, expect=P)  # alone: k = 0, nobody is promoted yet
+    promo.report(1, step=1, value=0.1, expect=C)
+    promo.report(2, step=1, value=0.1, expect=C)  # 3 at the rung, k = 1: tied with 0.1
+
+
 def test_asha_ranks_a_trial_that_skips_steps_at_its_first_report_past_the_rung() -> None:
     sc = Scenario(ASHAScheduler(min_resource=1, reduction_factor=2))
     sc.report(0, step=1, value=0.5, expect=C)

@@ -88,7 +88,11 @@ class _Ladder:
             k = len(rank) // self.reduction_factor
             if self.variant == "stopping":
                 k = max(1, k)  # the first trial at a rung has nobody to lose to
-            if trial.number not in {number for _, number, _ in rank[:k]}:
+            # In the top k, or tied with the k-th: a tie is no evidence against the trial
+            # (on small validation sets scores tie often, and ranking ties by arrival
+            # stopped every later trial that tied the leader).
+            own = next(key for key, number, _ in rank if number == trial.number)
+            if k == 0 or own > rank[k - 1][0]:
                 return Decision.STOP if self.variant == "stopping" else Decision.PAUSE
         return Decision.CONTINUE
 
