@@ -221,6 +221,7 @@ def test_fit_params_are_split_with_the_folds() -> None:
         ({"direction": "up"}, "'direction' parameter of cv_objective"),
         ({"n_jobs": 0}, "'n_jobs' parameter of cv_objective"),
         ({"fit_params": [1]}, "'fit_params' parameter of cv_objective"),
+        ({"cv": [(np.arange(100), np.arange(100, 160))]}, "indices of the 150 rows of X"),
     ],
 )
 def test_cv_objective_bad_input(kwargs: dict[str, Any], match: str) -> None:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, clone, is_classifier
 from sklearn.datasets import load_iris
-from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import KFold, cross_val_score
+from sklearn.exceptions import FitFailedWarning, NotFittedError
+from sklearn.model_selection import KFold, PredefinedSplit, StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -76,6 +77,30 @@ class IdSpy(ClassifierMixin, BaseEstimator):
 
 def _with_ids(X: np.ndarray) -> np.ndarray:
     return np.column_stack([np.arange(len(X)), X])
+
+
+class SeedSpy(ClassifierMixin, BaseEstimator):
+    """A nearest-centroid classifier that records the (shift, random_state) of each fit."""
+
+    log: ClassVar[list[tuple[float, Any]]] = []
+
+    def __init__(self, shift: float = 0.0, random_state: Any = None) -> None:
+        self.shift = shift
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> SeedSpy:
+        SeedSpy.log.append((self.shift, self.random_state))
+        if self.shift > 0.5:
+            raise ValueError("shift too large")
+        self.classes_ = np.unique(y)
+        self.mean_ = np.array([X[y == c].mean(axis=0) for c in self.classes_])
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        d = ((X[:, None] - self.mean_[None]) ** 2).sum(-1) + self.shift * np.arange(
+            len(self.classes_)
+        )
+        return self.classes_[np.argmin(d, axis=1)]
 
 
 # -- the estimator -------------------------------------------------------------------------------
@@ -189,6 +214,127 @@ def test_the_holdout_never_reaches_the_search(iris: Any) -> None:
     assert predicted_held  # the final validation scored on the holdout...
     assert all(not (ids & held_rows) for ids in fits)  # ...which no fit ever saw
     assert len(s.holdout_results_["holdout_score"]) == len(predicted_held)
+
+
+def _iris_folds(y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    return list(StratifiedKFold(3, shuffle=True, random_state=0).split(np.zeros(len(y)), y))
+
+
+@pytest.mark.parametrize("kind", ["pairs", "predefined"])
+@pytest.mark.parametrize("holdout", [0.2, None])
+def test_fixed_folds_index_the_data_given_to_fit(iris: Any, kind: str, holdout: Any) -> None:
+    X, y = iris
+    folds = _iris_folds(y)
+    test_fold = np.empty(150, dtype=int)
+    for k, (_, test) in enumerate(folds):
+        test_fold[test] = k
+    cv = folds if kind == "pairs" else PredefinedSplit(test_fold)
+    IdSpy.log.clear()
+    s = TuneSearchCV(
+        IdSpy(), {"shift": tc.uniform(0, 1)}, budget=20, cv=cv, holdout=holdout, seed=0
+    ).fit(_with_ids(X), y)
+    assert s.n_splits_ == 3
+    everything = frozenset(range(150))
+    assert IdSpy.log.pop(-1) == ("fit", everything)  # the refit
+    fits = {ids for kind_, ids in IdSpy.log if kind_ == "fit"}
+    held = everything - frozenset().union(*fits)
+    assert len(held) == (30 if holdout else 0)
+    # Each fold fit the user's training rows, and scored the user's test rows, less the holdout.
+    trains = {frozenset(tr.tolist()) - held for tr, _ in folds}
+    tests = {frozenset(te.tolist()) - held for _, te in folds}
+    assert fits - {everything - held} == trains  # (the holdout phase fits all search rows)
+    predicted = {ids for kind_, ids in IdSpy.log if kind_ == "predict"}
+    assert predicted - {held} == tests
+
+
+def test_fixed_folds_that_the_holdout_empties_are_an_error(iris: Any) -> None:
+    X, y = iris
+    IdSpy.log.clear()
+    probe = TuneSearchCV(IdSpy(), {"shift": tc.uniform(0, 1)}, budget=20, cv=3, seed=0)
+    probe.fit(_with_ids(X), y)
+    fits = [ids for kind, ids in IdSpy.log[:-1] if kind == "fit"]
+    held = np.array(sorted(frozenset(range(150)) - frozenset().union(*fits)))
+    rest = np.setdiff1d(np.arange(150), held)
+    folds = [(rest, held), (held, rest)]  # the same seed holds out the same rows
+    s = TuneSearchCV(IdSpy(), {"shift": tc.uniform(0, 1)}, budget=20, cv=folds, seed=0)
+    with pytest.raises(
+        ValueError, match="'cv' parameter of TuneSearchCV gives fold 0 no test"
+    ) as e:
+        s.fit(_with_ids(X), y)
+    assert "holdout=None" in str(e.value) and "\n" not in str(e.value)
+    assert s.set_params(holdout=None).fit(_with_ids(X), y).n_splits_ == 2
+
+
+def test_a_splitter_with_folds_beyond_the_search_rows_is_an_error(iris: Any) -> None:
+    class Fixed:
+        def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
+            yield np.arange(75, 150), np.arange(75)  # all of the caller's 150 rows
+            yield np.arange(75), np.arange(75, 150)
+
+        def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+            return 2
+
+    s = _search(cv=Fixed(), budget=12)
+    with pytest.raises(ValueError, match="'cv' parameter of TuneSearchCV must give") as e:
+        s.fit(*iris)
+    assert "pass holdout=None" in str(e.value) and "\n" not in str(e.value)
+    assert s.set_params(holdout=None).fit(*iris).n_splits_ == 2
+
+
+def test_a_new_fit_leaves_nothing_of_the_previous_one(iris: Any) -> None:
+    pd = pytest.importorskip("pandas")
+    X, y = iris
+    s = _search(budget=20).fit(pd.DataFrame(X, columns=["a", "b", "c", "d"]), y)
+    assert hasattr(s, "feature_names_in_")
+    s.fit(X[:, :3], y)
+    assert not hasattr(s, "feature_names_in_") and s.n_features_in_ == 3
+    s.set_params(refit=False).fit(X, y)
+    assert s.best_params_
+    for attr in ("best_estimator_", "refit_time_", "n_features_in_"):
+        assert not hasattr(s, attr), attr
+    assert not hasattr(s, "predict")
+    with pytest.raises(AttributeError, match="refit=False"):
+        s.score(X, y)
+
+
+def test_the_refit_uses_the_seed_its_row_was_evaluated_with(iris: Any) -> None:
+    X, y = iris
+    SeedSpy.log.clear()
+    space = {"shift": tc.uniform(0, 0.5)}
+    s = TuneSearchCV(SeedSpy(random_state=42), space, budget=20, cv=3, seed=0).fit(X, y)
+    refit = SeedSpy.log.pop(-1)
+    assert {rs for _, rs in SeedSpy.log} <= set(s.cv_results_["seed"]) | set(
+        s.holdout_results_["seed"]
+    )
+    assert 42 not in {rs for _, rs in SeedSpy.log}  # every evaluation ran a trial's seed...
+    seed = s.cv_results_["seed"][s.best_index_]
+    assert refit == (s.best_params_["shift"], seed)  # ...and so does the refit: its own
+    assert s.best_estimator_.random_state == seed and refit in SeedSpy.log
+    # A random_state in the space is the config's, so the search and the refit all use it.
+    SeedSpy.log.clear()
+    fixed = {**space, "random_state": tc.choice([42])}
+    s = TuneSearchCV(SeedSpy(), fixed, budget=20, cv=3, seed=0).fit(X, y)
+    assert {rs for _, rs in SeedSpy.log} == {42} and s.best_estimator_.random_state == 42
+
+
+def test_failed_fits_issue_one_fit_failed_warning(iris: Any) -> None:
+    X, y = iris
+    s = TuneSearchCV(SeedSpy(), {"shift": tc.uniform(0, 1)}, budget=24, cv=3, seed=0)
+    with pytest.warns(FitFailedWarning, match="ValueError: shift too large") as record:
+        s.fit(X, y)
+    caught = [w for w in record if issubclass(w.category, FitFailedWarning)]
+    assert len(caught) == 1 and caught[0].filename == __file__  # once, at the caller's fit
+    n_nan = int(np.isnan(s.cv_results_["mean_test_score"]).sum())
+    n_nan += int(np.isnan(s.holdout_results_["holdout_score"]).sum())
+    assert n_nan > 0 and str(caught[0].message).startswith(f"{n_nan} of the ")
+    assert s.best_params_["shift"] <= 0.5 and s.score(X, y) > 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FitFailedWarning)  # nothing failed: no warning
+        TuneSearchCV(SeedSpy(), {"shift": tc.uniform(0, 0.5)}, budget=12, cv=3).fit(X, y)
+        # every fit failed: the estimator's own error, not a warning
+        bad = TuneSearchCV(SeedSpy(), {"shift": tc.uniform(0.6, 1)}, budget=12, cv=3)
+        with pytest.raises(ValueError, match="shift too large"):
+            bad.fit(X, y)
 
 
 # -- scikit-learn conventions --------------------------------------------------------------------
@@ -311,6 +457,32 @@ def test_nested_cv_is_deterministic_for_a_seed(iris: Any) -> None:
     assert 0.8 < a.mean <= 1.0
     assert len(a.configs) == 3 and all(set(c) == set(SPACE) for c in a.configs)
     assert "fold 2" in str(a)
+
+
+def test_nested_cv_maps_fixed_inner_folds_into_each_outer_training_part(iris: Any) -> None:
+    X, y = iris
+    inner = _iris_folds(y)
+    outer = list(KFold(3, shuffle=True, random_state=1).split(X))
+    IdSpy.log.clear()
+    kwargs: dict[str, Any] = {"outer_cv": outer, "inner_cv": inner, "budget": 20}
+    result = nested_cv(
+        IdSpy(), {"shift": tc.uniform(0, 1)}, _with_ids(X), y, holdout=None, **kwargs
+    )
+    log = list(IdSpy.log)
+    for train, _ in result.splits:
+        train_ids = frozenset(train.tolist())
+        end = log.index(("fit", train_ids))  # the refit ends the inner search
+        fits = {ids for kind, ids in log[:end] if kind == "fit"}
+        assert fits == {frozenset(tr.tolist()) & train_ids for tr, _ in inner}
+        log = log[end + 2 :]  # the refit, and the outer test part's predict
+    assert log == []
+
+
+def test_nested_cv_fixed_inner_folds_that_an_outer_fold_empties_are_an_error(iris: Any) -> None:
+    X, y = iris
+    inner = [(np.arange(10, 150), np.arange(10)), (np.arange(10), np.arange(10, 150))]
+    with pytest.raises(ValueError, match="'inner_cv' parameter of nested_cv gives fold 0 no test"):
+        nested_cv(KNeighborsClassifier(), SPACE, X, y, outer_cv=KFold(3), inner_cv=inner)
 
 
 def test_nested_cv_bad_input(iris: Any) -> None:

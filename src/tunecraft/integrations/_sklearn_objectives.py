@@ -26,7 +26,7 @@ from sklearn.model_selection import check_cv, train_test_split
 from sklearn.utils import _safe_indexing
 
 from tunecraft._validation import check_int
-from tunecraft.exceptions import InvalidParameterError
+from tunecraft.exceptions import InvalidParameterError, TrialPruned
 
 __all__ = [
     "CVObjective",
@@ -149,6 +149,24 @@ def check_config(estimator: Any, config: Mapping[str, Any], owner: str) -> None:
             )
 
 
+class _FoldIndexError(InvalidParameterError):
+    """A ``cv`` gave (train, test) indices outside the rows it was asked to split."""
+
+
+def _check_folds(folds: list[tuple[np.ndarray, np.ndarray]], n: int, owner: str) -> None:
+    """Raise when a fold's integer indices fall outside ``range(n)``."""
+    for k, fold in enumerate(folds):
+        for part in fold:
+            if part.dtype.kind not in "iu" or not part.size:
+                continue  # a boolean mask, or an empty part: indexing checks them
+            bad = part[(part < 0) | (part >= n)]
+            if bad.size:
+                raise _FoldIndexError(
+                    f"The 'cv' parameter of {owner} must give (train, test) indices of the {n} "
+                    f"rows of X, got {int(bad[0])} in fold {k}."
+                )
+
+
 def _configure(estimator: Any, config: Mapping[str, Any], seed: int | None) -> Any:
     """A fresh clone with ``config`` set and every ``random_state`` set to ``seed`` if given."""
     est = clone(estimator)
@@ -238,13 +256,18 @@ class _Objective:
         self.records: list[EvalRecord] = []
         #: The first exception the estimator or scorer raised (its trial failed), or ``None``.
         self.first_error: Exception | None = None
+        #: The number of calls that raised (their trials failed).
+        self.n_failed = 0
         self._warned_no_holdout = False
 
     def __call__(self, trial: Any) -> float:
         """Evaluate ``trial.config`` (the objective's value, in the study's direction)."""
         try:
             return self._evaluate(trial)
+        except TrialPruned:
+            raise
         except Exception as exc:
+            self.n_failed += 1
             if self.first_error is None:
                 self.first_error = exc
             raise
@@ -339,6 +362,7 @@ class CVObjective(_Objective):
         self.folds: list[tuple[np.ndarray, np.ndarray]] = [
             (np.asarray(tr), np.asarray(te)) for tr, te in self.cv.split(X, y, groups)
         ]
+        _check_folds(self.folds, _n_samples(X), self._owner)
 
     @property
     def n_splits(self) -> int:

@@ -8,14 +8,16 @@ import math
 import numbers
 import pickle
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, clone, is_classifier
-from sklearn.model_selection import check_cv, train_test_split
+from sklearn.exceptions import FitFailedWarning
+from sklearn.model_selection import PredefinedSplit, check_cv, train_test_split
 from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
@@ -26,7 +28,10 @@ from tunecraft.integrations._sklearn_objectives import (
     SCORES_ATTR,
     CVObjective,
     EvalRecord,
+    _check_folds,
     _check_scoring,
+    _configure,
+    _FoldIndexError,
     _n_samples,
     check_config,
     split_params,
@@ -36,6 +41,23 @@ from tunecraft.space import Space
 __all__ = ["NestedCVResult", "TuneSearchCV", "nested_cv"]
 
 _OWNER = "TuneSearchCV"
+
+#: What ``fit`` may set: it clears them all first, so no attribute outlives the fit that set it.
+_FITTED_ATTRS = (
+    "best_estimator_",
+    "best_index_",
+    "best_params_",
+    "best_score_",
+    "cv_results_",
+    "feature_names_in_",
+    "holdout_results_",
+    "holdout_score_",
+    "n_features_in_",
+    "n_splits_",
+    "refit_time_",
+    "scorer_",
+    "search_result_",
+)
 
 
 # -- the search backend --------------------------------------------------------------------------
@@ -170,6 +192,73 @@ def _check_options(options: Any, owner: str) -> dict[str, Any]:
     return dict(options)
 
 
+def _fixed_splits(cv: Any) -> bool:
+    """Whether ``cv`` fixes its folds by row index: (train, test) pairs, a ``PredefinedSplit``.
+
+    Such folds refer to the rows of the data given to ``fit``, whereas a splitter such as
+    ``KFold`` or ``GroupKFold`` splits whatever data it is given.
+    """
+    if isinstance(cv, PredefinedSplit):
+        return True
+    if cv is None or isinstance(cv, (numbers.Integral, str)) or hasattr(cv, "split"):
+        return False
+    return isinstance(cv, Iterable)
+
+
+def _split_fixed(
+    cv: Any, X: Any, y: Any, groups: Any, estimator: Any, param: str, owner: str
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds of a :func:`_fixed_splits` ``cv`` over all of ``X``, indices checked."""
+
+    def indices(part: Any) -> np.ndarray:
+        part = np.asarray(part)
+        return np.flatnonzero(part) if part.dtype == bool else part  # a mask, as indices
+
+    try:
+        splitter = check_cv(cv, y, classifier=is_classifier(estimator))
+        folds = [(indices(tr), indices(te)) for tr, te in splitter.split(X, y, groups)]
+    except (ValueError, TypeError) as exc:
+        raise InvalidParameterError(
+            f"The '{param}' parameter of {owner} must be an int >= 2, a splitter or an "
+            f"iterable of (train, test) index pairs: {exc}"
+        ) from None
+    try:
+        _check_folds(folds, _n_samples(X), owner)
+    except _FoldIndexError as exc:
+        raise InvalidParameterError(str(exc).replace("'cv'", f"'{param}'", 1)) from None
+    return folds
+
+
+def _remap_folds(
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    keep: np.ndarray,
+    n: int,
+    *,
+    param: str,
+    owner: str,
+    where: str,
+    remedy: str,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds over ``n`` rows as folds over the rows ``keep``: the others are dropped from each
+    train and test part, and the rest renumbered to their positions in ``keep``."""
+    position = np.full(n, -1, dtype=np.intp)
+    position[keep] = np.arange(len(keep))
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for k, (train, test) in enumerate(folds):
+        parts = []
+        for part, what in ((train, "train"), (test, "test")):
+            mapped = position[part.astype(np.intp, copy=False)]
+            mapped = mapped[mapped >= 0]
+            if not mapped.size:
+                raise InvalidParameterError(
+                    f"The '{param}' parameter of {owner} gives fold {k} no {what} rows {where}; "
+                    f"{remedy}."
+                )
+            parts.append(mapped)
+        out.append((parts[0], parts[1]))
+    return out
+
+
 def _delegates(method: str) -> Any:
     """``available_if`` check: the refitted (or, before fit, the given) estimator has it."""
 
@@ -196,6 +285,18 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
     fidelity, so a configuration that is clearly worse after a fold or two is not fitted on the
     rest (see :func:`~tunecraft.integrations.sklearn.cv_objective`).
 
+    Seeds: each evaluation sets the ``random_state`` of the estimator (and of every pipeline
+    step with one) to its trial's seed, a ``random_state`` given on ``estimator`` included,
+    so that the final validation can compare seeds. The refit follows the same rule: it uses
+    the seed of the row :attr:`best_score_` comes from (``cv_results_["seed"][best_index_]``),
+    so :attr:`best_estimator_` is the evaluated configuration, random state included, fitted on
+    all the data. To fix ``random_state`` everywhere instead, put it in ``space``
+    (``{"random_state": tc.choice([42])}``).
+
+    A configuration whose fit or scoring raises scores ``nan`` and the fit issues a
+    :class:`~sklearn.exceptions.FitFailedWarning` (with the first error); when every
+    evaluation fails, the estimator's own error is raised.
+
     Args:
         estimator: The estimator or pipeline to tune (cloned, never modified).
         space: ``{parameter: domain}``: tunecraft domains (``tc.loguniform(1e-3, 10)``) or the
@@ -205,10 +306,15 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
             cross-validated costs ``n_splits``; one final-validation fit on the holdout costs
             one). ``None``: 30 full cross-validations.
         cv: Folds, as in :func:`~sklearn.model_selection.check_cv` (an int is stratified for
-            classifiers).
+            classifiers). A splitter (``KFold``, ``GroupKFold``...) splits the rows left to
+            the search once the holdout is removed. Fixed folds, an iterable of (train, test)
+            index pairs or a ``PredefinedSplit``, index the rows of the ``X`` given to ``fit``:
+            the holdout rows are dropped from each fold (a fold left with no train or no test
+            row is an error).
         scoring: A scorer name, a callable ``scorer(estimator, X, y)``, or ``None`` (the
             estimator's ``score``). Greater is better, so the search maximizes it.
-        refit: Fit the best configuration on all of ``X, y`` as :attr:`best_estimator_`.
+        refit: Fit the best configuration on all of ``X, y`` as :attr:`best_estimator_`
+            (with the seed it was evaluated with, see above).
         holdout: Fraction of ``X, y`` (in (0, 1)) kept out of the search for the final
             validation (stratified for classifiers), or ``None`` to validate by
             cross-validation instead (optimistic).
@@ -228,12 +334,18 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     Attributes:
         best_params_: The chosen configuration (by the final validation).
-        best_estimator_: The estimator refitted with it on all the data (``refit=True``).
+        best_estimator_: The estimator refitted with it on all the data (``refit=True``), its
+            ``random_state`` set to ``cv_results_["seed"][best_index_]`` where it has one.
         best_score_: The mean cross-validated score of the chosen configuration (optimistic,
             like ``GridSearchCV``'s).
         best_index_: Its row in :attr:`cv_results_`.
-        holdout_score_: The pipeline's holdout estimate of the chosen configuration: the honest
-            score (``None`` when ``holdout=None``).
+        holdout_score_: The chosen configuration's mean score over its seeds on the holdout,
+            fitted on the search data only (``None`` when ``holdout=None``). By default the
+            search's values choose among the finalists and the holdout only scores the
+            choice; where the holdout chose (``search_result_.optimistic``, as with
+            ``tune_options={"select": "holdout"}``) it is biased upwards. Either way it scores
+            one chosen configuration on one split, not the procedure: for an unbiased
+            estimate of "tune, then refit", use :func:`nested_cv`.
         cv_results_: One row per cross-validation run: ``params``, ``param_<name>``,
             ``split<k>_test_score`` (``nan`` for folds skipped), ``mean_test_score``,
             ``std_test_score``, ``rank_test_score``, ``n_folds``, ``stopped``, ``phase``,
@@ -373,6 +485,8 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
         Returns:
             self
         """
+        for attr in _FITTED_ATTRS:
+            self.__dict__.pop(attr, None)
         space, seed, options = self._validate()
         X, y, groups = indexable(X, y, groups)
         n = _n_samples(X)  # indexable checked that y and groups have as many rows
@@ -393,12 +507,23 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
                 )
             search_idx, hold_idx = np.sort(search_idx), np.sort(hold_idx)
             holdout_pair = (_take(X, hold_idx), _take(y, hold_idx))
+        cv = self.cv
+        if self.holdout is not None and _fixed_splits(cv):  # its indices refer to all of X
+            cv = _remap_folds(
+                _split_fixed(cv, X, y, groups, self.estimator, "cv", _OWNER),
+                search_idx,
+                n,
+                param="cv",
+                owner=_OWNER,
+                where=f"once the holdout ({len(hold_idx)} rows) is removed",
+                remedy="give larger folds, or pass holdout=None",
+            )
         try:
             objective = CVObjective(
                 self.estimator,
                 _take(X, search_idx),
                 _take(y, search_idx),
-                cv=self.cv,
+                cv=cv,
                 scoring=self.scoring,
                 direction="maximize",
                 holdout=holdout_pair,
@@ -407,7 +532,16 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
                 groups=_take(groups, search_idx),
             )
         except (ValueError, TypeError) as exc:  # name the class the user called
-            raise type(exc)(str(exc).replace("of cv_objective", f"of {_OWNER}")) from None
+            message = str(exc).replace("of cv_objective", f"of {_OWNER}")
+            if isinstance(exc, _FoldIndexError):
+                if self.holdout is not None:  # a splitter whose folds ignore the data given
+                    message += (
+                        f" With a holdout, the splitter splits the {len(search_idx)} rows left "
+                        "to the search: give its folds as a list of (train, test) pairs, or "
+                        "pass holdout=None."
+                    )
+                raise InvalidParameterError(message) from None
+            raise type(exc)(message) from None
         self.n_splits_ = objective.n_splits
         budget = self.budget if self.budget is not None else "30 trials"
         try:
@@ -425,6 +559,15 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
             if error is not None and not any(r.scores for r in objective.records):
                 raise error from exc  # every fit failed: raise the estimator's own error
             raise
+        if objective.n_failed:
+            error = objective.first_error
+            warnings.warn(
+                f"{objective.n_failed} of the {len(objective.records)} evaluations of "
+                f"{_OWNER} failed; their scores are nan in cv_results_. The first error: "
+                f"{type(error).__name__}: {error}",
+                FitFailedWarning,
+                stacklevel=2,
+            )
         self.search_result_ = outcome.result
         self.best_params_ = dict(outcome.best_config)
         self.holdout_score_ = outcome.holdout_score if self.holdout is not None else None
@@ -437,8 +580,8 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
             if self.best_index_ is not None
             else float("nan")
         )
-        if self.refit:
-            est = clone(self.estimator).set_params(**self.best_params_)
+        if self.refit:  # with the random_state of the row best_score_ comes from
+            est = _configure(self.estimator, self.best_params_, self._refit_seed(seed))
             start = time.perf_counter()
             est.fit(X, y, **fit_params)
             self.refit_time_ = time.perf_counter() - start
@@ -448,6 +591,20 @@ class TuneSearchCV(MetaEstimatorMixin, BaseEstimator):
             if hasattr(est, "feature_names_in_"):
                 self.feature_names_in_ = est.feature_names_in_
         return self
+
+    def _refit_seed(self, seed: int) -> int:
+        """The seed of the chosen configuration's row in ``cv_results_`` (else of its first
+        holdout evaluation, else ``seed``): the search ran it with this ``random_state``."""
+        seeds = []
+        if self.best_index_ is not None:
+            seeds.append(self.cv_results_["seed"][self.best_index_])
+        held = self.holdout_results_
+        seeds += [
+            s
+            for p, s in zip(held["params"], held["seed"], strict=True)
+            if _same(p, self.best_params_)
+        ]
+        return next((int(s) for s in seeds if s is not None), seed)
 
     # -- delegation ------------------------------------------------------------------------------
     def _fitted(self, method: str) -> Any:
@@ -658,7 +815,11 @@ def nested_cv(
         X: Data.
         y: Targets.
         outer_cv: Outer folds (an int is stratified for classifiers, not shuffled).
-        inner_cv: Inner folds, for each search.
+        inner_cv: Inner folds, for each search: an int, a splitter (it splits each outer
+            training part), or fixed folds (an iterable of (train, test) index pairs or a
+            ``PredefinedSplit``) that index the rows of ``X``: each search keeps the rows of
+            its outer training part, renumbered (a fold left with no train or no test row is
+            an error).
         budget: Fold fits per inner search (see :class:`TuneSearchCV`).
         scoring: The scorer, for the inner searches and the outer scores.
         seed: Outer fold ``i`` runs its search with seed ``seed + i`` (an int >= 0).
@@ -685,11 +846,12 @@ def nested_cv(
         check_int(outer_cv, "outer_cv", owner, low=2)
     if isinstance(inner_cv, numbers.Integral) and not isinstance(inner_cv, bool):
         check_int(inner_cv, "inner_cv", owner, low=2)
+    fixed = _fixed_splits(inner_cv)
     template = TuneSearchCV(
         estimator,
         space,
         budget=budget,
-        cv=inner_cv,
+        cv=None if fixed else inner_cv,  # fixed folds: each outer fold's own, below
         scoring=scoring,
         holdout=holdout,
         seed=seed,
@@ -709,12 +871,37 @@ def nested_cv(
         raise InvalidParameterError(
             f"The 'outer_cv' parameter of {owner} must be an int >= 2 or a splitter: {exc}"
         ) from None
+    X, y, groups = indexable(X, y, groups)
+    n = _n_samples(X)
+    inner_folds = (
+        _split_fixed(inner_cv, X, y, groups, estimator, "inner_cv", owner) if fixed else None
+    )
     splits = [(np.asarray(tr), np.asarray(te)) for tr, te in outer.split(X, y, groups)]
     result = NestedCVResult([], [], [], [], splits, [])
     for i, (train, test) in enumerate(splits):
         start = time.perf_counter()
         search = clone(template).set_params(seed=seed + i)
-        search.fit(_take(X, train), _take(y, train), groups=_take(groups, train))
+        if inner_folds is not None:
+            search.set_params(
+                cv=_remap_folds(
+                    inner_folds,
+                    train,
+                    n,
+                    param="inner_cv",
+                    owner=owner,
+                    where=f"in the training part of outer fold {i}",
+                    remedy="give an int or a splitter, which split each outer training part",
+                )
+            )
+        try:
+            search.fit(_take(X, train), _take(y, train), groups=_take(groups, train))
+        except InvalidParameterError as exc:  # the inner folds, as the user named them
+            if f"'cv' parameter of {_OWNER}" not in str(exc):
+                raise
+            message = str(exc).replace(
+                f"'cv' parameter of {_OWNER}", f"'inner_cv' parameter of {owner}"
+            )
+            raise InvalidParameterError(message) from None
         result.scores.append(float(search.score(_take(X, test), _take(y, test))))
         result.configs.append(dict(search.best_params_))
         result.inner_scores.append(float(search.best_score_))
