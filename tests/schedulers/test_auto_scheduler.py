@@ -7,8 +7,11 @@ from collections.abc import Mapping
 import pytest
 
 import tunecraft as tc
+from tunecraft.samplers import History
 from tunecraft.schedulers import AutoScheduler, Resume, make_scheduler
+from tunecraft.space import Space
 from tunecraft.testing.schedulers import Scenario
+from tunecraft.trial import FrozenTrial, TrialState
 
 C, S, P = "continue", "stop", "pause"
 
@@ -289,3 +292,25 @@ def test_spearman_with_ties_and_constant_values() -> None:
     assert _spearman([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
     assert _spearman([1.0, 1.0, 2.0], [1.0, 2.0, 3.0]) == pytest.approx(1.5 / 3**0.5)
     assert _spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == -1.0  # undefined: no evidence
+
+
+def test_a_trial_paused_at_a_dropped_middle_rung_is_resumed_to_the_next_rung_in_use() -> None:
+    # Steps 1 and 9 rank alike, step 3 reversed: rung 3 is dropped, rung 1 stays. Trial 9
+    # went on from rung 1 and paused at rung 3. Judged at rung 1 again (0.95, the worst) it
+    # stayed paused for good; it is resumed to 9, as the docstring's rule says.
+    trials = [
+        FrozenTrial(
+            i,
+            TrialState.COMPLETE,
+            {"x": 0.5},
+            value=0.1 * i,
+            intermediate={1: 0.1 * i, 3: 1 - 0.1 * i, 9: 0.1 * i},
+        )
+        for i in range(9)
+    ]
+    trials.append(FrozenTrial(9, TrialState.PAUSED, {"x": 0.5}, intermediate={1: 0.95, 3: 0.5}))
+    sched = AutoScheduler(max_resource=9, n_pairs=3, confidence=0.5)
+    history = History(trials, "minimize")
+    assert sched.rungs_in_use(history) == [1]
+    order = sched.on_ask(Space({"x": tc.uniform(0.0, 1.0)}), history)
+    assert order is not None and (order.number, order.budget) == (9, 9)

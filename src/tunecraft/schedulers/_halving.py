@@ -101,13 +101,15 @@ class _Ladder:
             return None
         sign = history.sign()
         scoped = [t for t in history.trials if self.scope(t)]
-        for t in scoped:  # paused at a rung that no longer is one (the rungs moved up)
+        for t in scoped:  # paused at a rung that no longer is one (AutoScheduler dropped it)
+            last = t.last_step
             if (
                 t.state is TrialState.PAUSED
-                and t.last_step is not None
-                and (not self.marks or t.last_step < self.marks[0])
+                and last is not None
+                and not any(crossed(t, m) for m in self.marks)
             ):
-                return Resume(t.number, budget=self.marks[0] if self.marks else self.max_resource)
+                above = [m for m in self.marks if m > last]
+                return Resume(t.number, budget=above[0] if above else self.max_resource)
         for r in reversed(range(len(self.marks))):
             rank = ranked(scoped, self.marks[r], sign)
             for _, number, t in rank[: len(rank) // self.reduction_factor]:
