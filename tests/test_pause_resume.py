@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -259,3 +260,28 @@ def test_save_checkpoint_of_an_unpicklable_state_is_a_type_error(tmp_path: Path)
     with pytest.raises(TypeError, match=r"'state' parameter of Trial\.save_checkpoint"):
         trial.save_checkpoint({"fn": lambda: 1})
     assert trial.load_checkpoint(default="none") == "none"  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "scheduler",
+    [
+        lambda: tc.schedulers.SuccessiveHalvingScheduler(reduction_factor=3, bracket_size=9),
+        lambda: ASHAScheduler(max_resource=MAX_STEP, variant="promotion"),
+        lambda: tc.schedulers.AutoScheduler(max_resource=MAX_STEP, variant="promotion"),
+    ],
+)
+def test_a_used_up_grid_resumes_the_trials_a_scheduler_would_wait_on(
+    tmp_path: Path, scheduler: Callable[[], Scheduler]
+) -> None:
+    # Two grid points: a bracket of 9 never fills and a rung of two promotes nobody, so every
+    # trial stayed paused and the study ended with nothing complete.
+    study = tc.Study(
+        {"x": tc.choice([0.2, 0.7])},
+        scheduler=scheduler(),
+        sampler=tc.make_sampler("grid"),
+        artifact_dir=tmp_path / "artifacts",
+    )
+    study.optimize(resumable, n_trials=50)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.best_trial.last_step == MAX_STEP

@@ -434,6 +434,9 @@ class Study:
             return Trial(self, self._prepare(record))
         history = self._sampler_history(fresh)
         if self.sampler.is_exhausted(self.space, history):
+            resumed = self._resume_stranded(worker) if self.scheduler is not None else None
+            if resumed is not None:
+                return resumed
             raise SamplerExhaustedError(f"The sampler of study '{self.name}' has nothing left.")
         record = self._storage.create_trial(self.study_id, state=TrialState.RUNNING, worker=worker)
         try:
@@ -516,6 +519,40 @@ class Study:
             _log.debug("Resuming trial %d (budget %s).", record.number, order.budget)
             return Trial(self, record, resumed=True, budget=order.budget), None
         return None, None
+
+    def _resume_stranded(self, worker: str) -> Trial | None:
+        """With the sampler used up, resume the best paused trial the scheduler still waits on.
+
+        A scheduler waits for more trials to reach a rung before it promotes anyone (a rung
+        of fewer than ``reduction_factor`` trials promotes nobody; a synchronous bracket that
+        is still filling decides nothing). With a finite sampler (a grid) those trials never
+        come, so the trial furthest along, and best there, goes on: the study ends with
+        complete trials instead of paused ones.
+        """
+        sign = self.history().sign()
+        for _ in range(16):  # another worker may resume the one picked first
+            paused = [
+                t
+                for t in self._storage.get_trials(self.study_id, {TrialState.PAUSED})
+                if t.intermediate
+            ]
+            if not paused:
+                return None
+            best = min(
+                paused,
+                key=lambda t: (-max(t.intermediate), sign * t.intermediate[max(t.intermediate)]),
+            )
+            try:
+                record = self._storage.resume_trial(best.trial_id, worker)
+            except TrialStateError:
+                continue
+            _log.info(
+                "The sampler has nothing left: resuming paused trial %d, which the scheduler "
+                "would wait on for trials that will not come.",
+                record.number,
+            )
+            return Trial(self, self._prepare(record), resumed=True)
+        return None
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _checkpoint_path(self, number: int, step: int | None = None) -> str:
