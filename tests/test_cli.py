@@ -646,6 +646,10 @@ def test_tune_prints_the_plan_phases_and_validation_then_resumes(
         ({"n_trials": 5}, ("unknown key 'n_trials'",)),
         ({"scheduler": {"name": "asha", "rungs": 3}}, ("unknown key 'scheduler.rungs'",)),
         ({"objective": "nosuchmodule_xyz:objective"}, ("no module named 'nosuchmodule_xyz'",)),
+        ({"batch_param": "bs"}, ("'batch_param' must name a parameter of 'space'", "'x', 'y'")),
+        ({"lr_param": 3}, ("'lr_param' must name a parameter of 'space'",)),
+        ({"reference_batch_size": 0}, ("'reference_batch_size' must be an int >= 1",)),
+        ({"lr_scaling": "linear"}, ("learning-rate parameter", "'lr_param' key")),
     ],
 )
 def test_tune_bad_config_is_one_line(
@@ -672,3 +676,44 @@ def test_tune_example_config_is_valid() -> None:
 
     config = load_tune_config(EXAMPLES / "pipeline_toy.yaml")
     assert config["budget"] == "40 trials" and config["max_fidelity"] == 20
+
+
+LR_OBJECTIVE = """
+    def objective(trial):
+        c = trial.config
+        value = abs(c["rate"] * 32 / c["bs"] - 0.01)
+        for epoch in range(1, int(trial.budget) + 1):
+            trial.report(value + 1.0 / epoch, step=epoch)
+        return value + 1.0 / trial.budget
+"""
+
+
+def test_tune_lr_scaling_names_its_parameters_in_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = write_objective_module(tmp_path, LR_OBJECTIVE)
+    config = write_tune_config(
+        tmp_path,
+        module,
+        space={"rate": "log-uniform(1e-4, 1e-1)", "bs": "choice(32, 64)"},
+        lr_scaling="linear",
+        lr_param="rate",
+        batch_param="bs",
+        reference_batch_size=16,
+        defaults=False,
+    )
+    status, out, err = run_main(capsys, "tune", str(config), "--quiet")
+    assert status == 0, err
+    assert "Holdout score" in joined(out)
+    explore = tc.load_study("pipe.explore", storage="sqlite:///tunecraft.db").trials
+    assert explore
+    for t in explore:  # searched at batch size 16, run scaled linearly to the trial's
+        assert t.run_config["rate"] == pytest.approx(t.config["rate"] * t.config["bs"] / 16)
+
+
+def test_an_objective_not_found_names_each_folder_once(tmp_path: Path) -> None:
+    from tunecraft.cli import ConfigError, import_objective
+
+    with pytest.raises(ConfigError) as info:  # the config's folder is the working directory
+        import_objective("nosuch_xyz:objective", search=[tmp_path, Path.cwd()])
+    assert str(info.value).count(str(tmp_path.resolve())) == 1

@@ -77,6 +77,9 @@ TUNE_KEYS: dict[str, str] = {
     "prior": "names of earlier studies in the storage to start from",
     "defaults": "start from the shipped defaults table (default true)",
     "lr_scaling": "'linear' or 'sqrt': search lr at a reference batch size",
+    "lr_param": "the learning-rate parameter (default 'lr' or 'learning_rate')",
+    "batch_param": "the batch-size parameter of lr_scaling (default 'batch_size')",
+    "reference_batch_size": "the batch size lr_scaling searches lr at (default the smallest)",
     "scheduler": "the refine phase's scheduler: a name or {name, options}",
     "timeout": "wall-clock seconds for the whole pipeline",
     "seed": "seeds the samplers (default 0)",
@@ -421,6 +424,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         prior=config.get("prior"),
         defaults=config.get("defaults", True),
         lr_scaling=config.get("lr_scaling"),
+        lr_param=config.get("lr_param"),
+        batch_param=config.get("batch_param"),
+        reference_batch_size=config.get("reference_batch_size"),
         shares=config.get("shares"),
         n_finalists=holdout.get("finalists"),
         n_seeds=holdout.get("seeds", 3),
@@ -776,6 +782,14 @@ def _check_tune_config(data: dict[str, Any], where: str) -> dict[str, Any]:
         raise ConfigError(
             f"{where}: 'lr_scaling' must be 'linear' or 'sqrt', got {data['lr_scaling']!r}."
         )
+    for key in ("lr_param", "batch_param"):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, str) or value not in data["space"]):
+            raise ConfigError(
+                f"{where}: '{key}' must name a parameter of 'space' "
+                f"({', '.join(map(repr, data['space'].names))}), got {value!r}."
+            )
+    _check_number(data, "reference_batch_size", where, integer=True, low=1)
     value = data.get("scheduler")
     if value is not None and not isinstance(value, str):
         if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
@@ -863,6 +877,7 @@ def import_objective(spec: str, *, search: Sequence[Path] = ()) -> Callable[...,
     """
     module_name, _, attr_path = spec.partition(":")
     module_name, attr_path = module_name.strip(), attr_path.strip()
+    search = list(dict.fromkeys(Path(p).resolve() for p in search))  # the config is in cwd
     for folder in reversed([str(p) for p in search]):
         if folder not in sys.path:
             sys.path.insert(0, folder)

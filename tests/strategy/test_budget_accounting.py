@@ -197,7 +197,7 @@ def test_choice_falls_back_from_validation_to_search_to_holdout() -> None:
     f = _finalist(0.5, None, 1.0, 9)
     object.__setattr__(f, "search_fidelity", None)
     assert _choose([c, f], "validation", 1.0) == ([f, c], "holdout")
-    assert _choose([], "validation", 1.0) == ([], "holdout")
+    assert _choose([], "validation", 1.0) == ([], "none")  # nothing validated
 
 
 def test_select_is_validated() -> None:

@@ -21,6 +21,8 @@ from tunecraft.space import Categorical, Int, Param, Space
 from tunecraft.storage import Storage, get_storage
 from tunecraft.strategy._plan import Budget, Plan, check_shares, plan, race_sizes
 from tunecraft.strategy._transfer import (
+    DERIVED_ATTR,
+    WARM_ATTR,
     apply_lr_scaling,
     default_config,
     load_prior,
@@ -58,13 +60,17 @@ _SEARCH_PHASES = ("transfer", "explore", "refine")
 FINALIST_ATTR = "tc.finalist"
 #: Refine's successive halving keeps the top third at each rung (``_lowest_rung`` assumes it).
 _REFINE_REDUCTION = 3
-WARM_ATTR = "tc.warm_start"
 #: Set to ``"holdout"`` by an objective whose final-validation runs report holdout values as
 #: intermediates (it trains on the validation data too): they then cannot choose a finalist.
 CURVE_SPLIT_ATTR = "tc.curve_split"
 _SELECT = ("validation", "holdout")
 _JOURNAL_ATTR = "tc.record"
+#: Seconds the objective itself ran (the calibration run records it; the trial's own duration
+#: also counts the sampler's suggestion).
+OBJECTIVE_SECONDS_ATTR = "tc.objective_seconds"
 _KILLED = ("interrupted", "stale", "KeyboardInterrupt", "SystemExit", "GeneratorExit")
+#: How the study words the error of a run that returned NaN, inf or None.
+_BAD_VALUE = "The objective returned"
 _LR_NAMES = ("lr", "learning_rate")
 _BATCH_NAMES = ("batch_size",)
 #: Fewer complete explore trials than this: no importance, no narrowing.
@@ -83,14 +89,20 @@ class PhaseSpend:
     Attributes:
         units: Fidelity units trained (a pruned run counts the steps it reached).
         seconds: Wall-clock seconds of its runs.
-        runs: Runs started (warm-start records aside).
+        runs: Runs started (warm-start records aside), those that failed or were killed
+            included.
         allotted: Fidelity units the plan gave the phase.
+        failed: Of :attr:`runs`, those that failed or were killed. They count in
+            :attr:`units` with the steps they reached (at least an explore-length run when
+            they reported none), and a continued phase runs the killed ones and those that
+            raised again, so a phase can use more than its allotment.
     """
 
     units: float
     seconds: float
     runs: int
     allotted: float
+    failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,8 +135,10 @@ class TuneResult:
         selected_by: What chose the finalist: ``"validation"`` (the mean over seeds of the
             validation metric the final runs reported last), ``"search"`` (when the final
             runs report no validation metric: the best search value among the finalists
-            found at the highest fidelity), or ``"holdout"`` (the holdout itself:
-            ``select="holdout"``, or nothing else to choose by).
+            found at the highest fidelity), ``"holdout"`` (the holdout itself:
+            ``select="holdout"``, or nothing else to choose by), or ``"none"`` when no
+            final-validation run finished (not run yet, or every one failed): nothing was
+            validated, and ``best_config`` is the search's best.
     """
 
     name: str
@@ -201,7 +215,8 @@ class TuneResult:
         unit = self.plan.unit
         rows = [("phase", f"{unit} used", "planned", "runs", "seconds")]
         for name, s in self.spent.items():
-            rows.append((name, _num(s.units), _num(s.allotted), str(s.runs), f"{s.seconds:.1f}"))
+            runs = f"{s.runs} ({s.failed} failed)" if s.failed else str(s.runs)
+            rows.append((name, _num(s.units), _num(s.allotted), runs, f"{s.seconds:.1f}"))
         total = sum(s.units for s in self.spent.values())
         rows.append(
             (
@@ -213,10 +228,16 @@ class TuneResult:
             )
         )
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        return "\n".join(
+        table = "\n".join(
             "  ".join([r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, 5)])
             for r in rows
         )
+        if any(s.failed for s in self.spent.values()):
+            table += (
+                f"\nFailed or killed runs count the {unit} they reached (an explore-length run "
+                "when they reported none)."
+            )
+        return table
 
     def summary(self) -> str:
         """A readable report: plan, spending, importance, narrowing, validation, choice."""
@@ -236,6 +257,14 @@ class TuneResult:
         if self.validation:
             parts += ["", "Final validation on the holdout:", self.validation_table()]
         parts += ["", f"Best config: {self.best_config}"]
+        if self.selected_by == "none" and "validate" in self.plan:
+            failures = [line for f in self.validation for line in f.failures]
+            why = f": every run failed ({failures[-1]})" if failures else ""
+            parts.append(
+                f"Validation produced nothing{why}. The config above is the search's best, "
+                "not validated on the holdout; run again with the same name (after fixing the "
+                "objective) to validate it."
+            )
         if self.score is not None:
             ci = (
                 ""
@@ -442,14 +471,16 @@ class BudgetedSearch:
         if (lr_scaling or lr_find is not None) and self.lr_param is None:
             raise InvalidParameterError(
                 f"{owner}: lr_scaling and lr_find need a learning-rate parameter; name it with "
-                f"lr_param= (the space has {', '.join(self.space.names)})."
+                f"lr_param= (a 'lr_param' key in a tunecraft tune config; the space has "
+                f"{', '.join(self.space.names)})."
             )
         self.reference_batch_size: int | None = None
         if lr_scaling:
             if self.batch_param is None:
                 raise InvalidParameterError(
                     f"{owner}: lr_scaling needs a batch-size parameter; name it with "
-                    f"batch_param= (the space has {', '.join(self.space.names)})."
+                    f"batch_param= (a 'batch_param' key in a tunecraft tune config; the space "
+                    f"has {', '.join(self.space.names)})."
                 )
             self.reference_batch_size = _reference_batch(
                 self.space[self.batch_param], reference_batch_size
@@ -463,6 +494,9 @@ class BudgetedSearch:
         self._transfer_notes: list[str] = []
         # phase -> (time.monotonic() when it started in this process, its seconds before)
         self._clock: dict[str, tuple[float, float]] = {}
+        # trial ids of the runs an exception ended before the phase (re)started: a resumed
+        # phase runs them again (the objective may have been fixed since)
+        self._retry: set[int] = set()
 
     # -- inspecting ------------------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -654,15 +688,26 @@ class BudgetedSearch:
 
     # -- running ---------------------------------------------------------------------------------
     def run(self) -> TuneResult:
-        """Run every phase not yet done, then return the :class:`TuneResult`."""
+        """Run every phase not yet done, then return the :class:`TuneResult`.
+
+        When no final-validation run finished (each one failed), the result says so
+        (``selected_by == "none"``) and validate stays to do: running again after fixing the
+        objective retries the failed runs.
+        """
         while (phase := self.next_phase) is not None:
             self.run_phase(phase)
+            if phase not in self.done:
+                break
         return self.result()
 
     def run_phase(self, name: str | None = None) -> None:
         """Run phase ``name`` (default: the next one) to its end; earlier phases must be done.
 
-        A phase interrupted before (a crash, Ctrl-C) continues where it stopped.
+        A phase interrupted before (a crash, Ctrl-C) continues where it stopped. Runs that
+        the objective's exceptions failed do not count as done when the phase continues: they
+        run again, up to the phase's planned runs (their cost stays in the spending). A search
+        phase none of whose runs completed raises :class:`PipelineError`; a validation none
+        of whose runs finished is not recorded as done.
         """
         p = self.plan()
         name = name or self.next_phase
@@ -683,19 +728,50 @@ class BudgetedSearch:
             "refine": self._run_refine,
             "validate": self._run_validate,
         }[name]
+        if name in ("transfer", "explore"):
+            # Sobol's first suggestion imports scipy.stats.qmc (most of a second): a cost of
+            # the process, not of the phase, whose short time share it used up on a budget
+            # in seconds (1 run of 30 started). Imported before the phase's clock starts.
+            from scipy.stats import qmc  # noqa: F401
         self._clock[name] = (time.monotonic(), self._spend(name).seconds)
-        runner()
+        self._retry = {t.trial_id for t in self._phase_trials(name) if _crashed(t)}
+        try:
+            runner()
+        finally:
+            self._retry = set()
         if name == "explore":
             self._decide_narrowing()  # before explore counts as done: refine needs it
         spend = self._spend(name)
+        failed = f" ({spend.failed} failed or killed)" if spend.failed else ""
+        if name == "validate" and not any(_finished_ok(t) for t in self.study("validate").trials):
+            self._clock.pop(name, None)
+            self._say(
+                f"validate: {spend.runs} runs{failed}, none finished: validation produced "
+                "nothing. Fix the objective and run again with the same name: the failed "
+                "runs are retried."
+            )
+            return
         self._journal.add("phase", {"phase": name, "units": spend.units, "seconds": spend.seconds})
         self._clock.pop(name, None)
         if name == "lr_range_test":
             return
         self._say(
-            f"{name}: {spend.runs} runs, {_num(spend.units)} of {_num(spend.allotted)} "
-            f"{self.unit}, {spend.seconds:.1f}s"
+            f"{name}: {spend.runs} runs{failed}, {_num(spend.units)} of "
+            f"{_num(spend.allotted)} {self.unit}, {spend.seconds:.1f}s"
         )
+
+    def _phase_trials(self, phase: str) -> list[FrozenTrial]:
+        """The runs of a phase so far (with the calibration run for explore)."""
+        if phase == "lr_range_test":
+            return []
+        out = list(self._trials_of(phase))
+        if phase == "explore" and self._calibrated():
+            out += self.study("calibration").trials
+        return out
+
+    def _counted(self, t: FrozenTrial) -> bool:
+        """Whether a run counts as done work of the phase running now (see :meth:`run_phase`)."""
+        return _counts(t) and t.trial_id not in self._retry
 
     # -- phases ----------------------------------------------------------------------------------
     def _run_lr_range_test(self) -> None:
@@ -738,7 +814,25 @@ class BudgetedSearch:
                 else:
                     study.enqueue(mapped)
             self._journal.add("transfer", {"notes": notes})
+        else:
+            self._requeue_transfer(study)
         self._run_count(study, "transfer", p.runs)
+
+    def _requeue_transfer(self, study: Study) -> None:
+        """Enqueue again the transferred configs whose every run was killed or failed with an
+        exception (a continued transfer; a config whose run returned NaN is not retried)."""
+        study.fail_stale_trials()
+        trials = study.trials
+        settled = {
+            json.dumps(t.config, sort_keys=True, default=str)
+            for t in trials
+            if t.state in (TrialState.WAITING, TrialState.RUNNING) or self._counted(t)
+        }
+        for t in trials:
+            key = json.dumps(t.config, sort_keys=True, default=str)
+            if t.state is TrialState.FAILED and key not in settled:
+                settled.add(key)
+                study.enqueue(t.config)
 
     def _run_explore(self) -> None:
         p = self.plan().phase("explore")
@@ -761,10 +855,12 @@ class BudgetedSearch:
         failures = 0
         try:
             while True:
-                costs = {
+                costs = {  # runs that crashed before this session are run again
                     t.number: _cost(t, p)
                     for t in study.trials
-                    if not t.user_attrs.get(WARM_ATTR) and t.state is not TrialState.WAITING
+                    if not t.user_attrs.get(WARM_ATTR)
+                    and t.state is not TrialState.WAITING
+                    and t.trial_id not in self._retry
                 }
                 spent = sum(costs.values())
                 if spent > limit - shortest + 1e-9 or self._out_of_time("refine"):
@@ -780,6 +876,10 @@ class BudgetedSearch:
         finally:
             if cap is not None:
                 cap.disarm()
+        own = [t for t in study.trials if not t.user_attrs.get(WARM_ATTR)]
+        crashed = [t for t in own if _crashed(t) and t.trial_id not in self._retry]
+        if crashed and not any(_finished_ok(t) for t in own):
+            raise _no_run_completed("refine", crashed)
 
     def _refine_limit(self) -> float:
         """Fidelity units refine may spend: the budget, less what transfer and explore
@@ -807,6 +907,8 @@ class BudgetedSearch:
         # The race: one run each, then the other seeds for the best of them.
         if not self._validate_round(study, finalists, range(len(finalists)), seeds[:1]):
             return
+        if not any(t.state is TrialState.COMPLETE for t in study.trials):
+            return  # every first run failed: nothing to race on (run_phase says so)
         kept = self._contenders()
         self._validate_round(study, finalists, kept, seeds[1:])
 
@@ -822,7 +924,7 @@ class BudgetedSearch:
         have = {
             (t.user_attrs.get(FINALIST_ATTR), t.seed)
             for t in study.trials
-            if t.state is TrialState.WAITING or _counts(t)
+            if t.state is TrialState.WAITING or self._counted(t)
         }
         fmax = self.plan().max_fidelity
         # Seed by seed across finalists (waiting runs start in the order enqueued): out of time,
@@ -1046,6 +1148,7 @@ class BudgetedSearch:
             SEED_ATTR: self.seed,
             PHASE_ATTR: phase,
             SPLIT_ATTR: "holdout" if phase == "validate" else "validation",
+            **self._derived_attr(),
         }
         study._derive = derive
         return study
@@ -1107,6 +1210,11 @@ class BudgetedSearch:
 
         return scale
 
+    def _derived_attr(self) -> dict[str, Any]:
+        """``{"tc.derived": [lr_param]}`` when the objective receives a scaled learning rate
+        (so that a later ``prior=`` does not take it for the searched one), else ``{}``."""
+        return {DERIVED_ATTR: [self.lr_param]} if self.lr_scaling else {}
+
     def _search_trials(self, phases: Iterable[str]) -> list[FrozenTrial]:
         out: list[FrozenTrial] = []
         for phase in phases:
@@ -1132,9 +1240,9 @@ class BudgetedSearch:
         study.fail_stale_trials()
         while True:
             trials = study.trials
-            counted = sum(_counts(t) for t in trials)
+            counted = sum(self._counted(t) for t in trials)
             if phase == "explore" and self._calibrated():
-                counted += sum(_counts(t) for t in self.study("calibration").trials)
+                counted += sum(self._counted(t) for t in self.study("calibration").trials)
             if counted >= runs:
                 break
             if _ran_one(study) and self._out_of_time(phase):
@@ -1143,10 +1251,17 @@ class BudgetedSearch:
             if not study.get_trials([TrialState.WAITING]) and phase == "transfer":
                 break  # every transferred config ran
             self._run_one(study, phase)
-        if not any(t.state is TrialState.COMPLETE for t in study.trials) and phase == "explore":
-            failed = [t for t in study.trials if t.state is TrialState.FAILED]
-            reason = _first_line(failed[-1].error) if failed else "no run finished"
-            raise PipelineError(f"explore: no run completed ({len(failed)} failed; {reason}).")
+        trials = study.trials
+        if any(t.state is TrialState.COMPLETE for t in trials):
+            return
+        failed = [
+            t
+            for t in trials
+            if t.state is TrialState.FAILED and _counts(t) and t.trial_id not in self._retry
+        ]
+        # a transfer whose every config returned NaN is done; one whose runs crashed is not
+        if phase == "explore" or any(_crashed(t) for t in failed):
+            raise _no_run_completed(phase, failed)
 
     def _calibrated(self) -> bool:
         """Whether a calibration run converted a time budget (it counts as explore)."""
@@ -1156,7 +1271,7 @@ class BudgetedSearch:
         p = self.plan()
         phases = [phase] + (["calibration"] if phase == "explore" and self._calibrated() else [])
         units = seconds = 0.0
-        runs = 0
+        runs = failed = 0
         for ph in phases:
             if ph == "lr_range_test":
                 continue
@@ -1164,10 +1279,14 @@ class BudgetedSearch:
                 if t.user_attrs.get(WARM_ATTR) or t.state in (TrialState.WAITING,):
                     continue
                 runs += 1
+                failed += t.state is TrialState.FAILED
                 units += _cost(t, p)
-                seconds += t.duration or 0.0
+                took = t.user_attrs.get(OBJECTIVE_SECONDS_ATTR)  # the calibration run's
+                seconds += float(took) if isinstance(took, (int, float)) else t.duration or 0.0
         allotted = p.phase(phase).allotted if phase in p.names else 0.0
-        return PhaseSpend(units, max(seconds, self._wall_seconds(phase)), runs, allotted)
+        return PhaseSpend(
+            units, max(seconds, self._wall_seconds(phase)), runs, allotted, failed=failed
+        )
 
     def _wall_seconds(self, phase: str) -> float:
         """Wall-clock seconds of a phase, its own work between runs included (importance,
@@ -1225,13 +1344,16 @@ class BudgetedSearch:
         if rec is not None:
             return float(rec["seconds_per_unit"])
         study = self._calibration_study()
-        trial = study.run_trial(self.objective)
+        # The objective's own time: the trial's clock also runs while the sampler suggests
+        # (the first Sobol suggestion imports scipy.stats.qmc, which took 100 times as long as
+        # a fast run and made a time budget look far too small).
+        trial = study.run_trial(_timed(self.objective))
+        took = trial.user_attrs.get(OBJECTIVE_SECONDS_ATTR)
+        seconds = float(took) if isinstance(took, (int, float)) else (trial.duration or 0.0)
         fid = float(study._trial_attrs[BUDGET_ATTR])
-        spu = max(trial.duration or 0.0, 1e-3) / fid
+        spu = max(seconds, 1e-3) / fid
         self._journal.add("calibration", {"phase": "calibration", "seconds_per_unit": spu})
-        self._say(
-            f"calibration: one run of {_num(fid)} {self.unit} took {trial.duration or 0:.2f}s"
-        )
+        self._say(f"calibration: one run of {_num(fid)} {self.unit} took {seconds:.2f}s")
         return spu
 
     def _calibration_study(self) -> Study:
@@ -1258,6 +1380,7 @@ class BudgetedSearch:
             SEED_ATTR: self.seed,
             PHASE_ATTR: "explore",
             SPLIT_ATTR: "validation",
+            **self._derived_attr(),
         }
         study._derive = self._scaler()
         return study
@@ -1517,7 +1640,9 @@ def tune(
         name: The pipeline's name (its studies are ``f"{name}.explore"`` and so on).
         seed: Seeds the samplers; search runs use it as ``trial.seed``, validation runs use
             ``seed + 1``, ``seed + 2``...
-        prior: Earlier results to start from: study names in ``storage``, :class:`Study`
+        prior: Earlier results to start from: study or pipeline names in ``storage``
+            (a config is taken as it ran: values an earlier narrowing fixed included, the
+            learning rate unscaled), :class:`Study`
             objects, lists of trials or of config dicts (see
             :func:`~tunecraft.strategy.load_prior`; from several studies, up to five
             configurations that together do best across them, as many as the plan's transfer
@@ -1659,6 +1784,42 @@ def _counts(t: FrozenTrial) -> bool:
     return t.state is TrialState.FAILED and not (t.error or "").startswith(_KILLED)
 
 
+def _crashed(t: FrozenTrial) -> bool:
+    """A run that an exception ended (not a kill, not a NaN or missing value): the objective
+    had a bug, and a run after the fix may go otherwise."""
+    return (
+        _counts(t) and t.state is TrialState.FAILED and not (t.error or "").startswith(_BAD_VALUE)
+    )
+
+
+def _finished_ok(t: FrozenTrial) -> bool:
+    """A run that ended without error (complete, or stopped or paused by a scheduler)."""
+    return t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.PAUSED)
+
+
+def _no_run_completed(phase: str, failed: Sequence[FrozenTrial]) -> PipelineError:
+    reason = _first_line(failed[-1].error) if failed else "no run finished"
+    return PipelineError(
+        f"{phase}: no run completed ({len(failed)} failed; {reason}). Fix the objective and "
+        "run again with the same name: the failed runs are retried."
+    )
+
+
+def _timed(objective: Objective) -> Objective:
+    """``objective``, recording the wall-clock seconds of each call in the trial's user
+    attribute ``"tc.objective_seconds"`` (whether it returns or raises)."""
+
+    def timed(trial: Trial) -> Any:
+        start = time.perf_counter()
+        try:
+            return objective(trial)
+        finally:
+            with contextlib.suppress(TunecraftError):  # the trial is no longer running
+                trial.set_user_attr(OBJECTIVE_SECONDS_ATTR, time.perf_counter() - start)
+
+    return timed
+
+
 def _reached(t: FrozenTrial) -> float | None:
     """Fidelity units a run has trained, from its reports: its last step, plus one when it
     counts steps from 0 (``report(v, step=epoch)`` with ``epoch`` in ``range(n)``)."""
@@ -1774,7 +1935,7 @@ def _order(
     validation: list[FinalistResult], select: str, sign: float
 ) -> tuple[list[FinalistResult], str]:
     if not validation:
-        return validation, "holdout"
+        return validation, "none"
     if select == "validation":
         if all(f.validation_mean is not None for f in validation):
             return sorted(

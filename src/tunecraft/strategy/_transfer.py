@@ -53,6 +53,13 @@ _DIRECTIONS = ("minimize", "maximize")
 _SELECT = ("best", "portfolio")
 _RULES = ("linear", "sqrt")
 _TABLE_PATH = Path(__file__).with_name("defaults.json")
+#: User attribute of a pipeline trial: the names whose value in ``run_config`` was derived
+#: (the learning rate scaled to the batch size), not sampled or fixed.
+DERIVED_ATTR = "tc.derived"
+#: User attribute of a pipeline's warm-start copy of an earlier phase's trial.
+WARM_ATTR = "tc.warm_start"
+#: The phases of a pipeline whose trials score configurations on the validation split.
+_PIPELINE_PHASES = ("transfer", "explore", "refine")
 
 
 class ProxyWarning(UserWarning):
@@ -388,7 +395,9 @@ def load_prior(
     """The best configurations of earlier studies, mapped into ``space`` (:func:`map_config`).
 
     Args:
-        prior: A study name or a list of names (in ``storage``), a :class:`~tunecraft.Study`
+        prior: A study name or a list of names (in ``storage``; the name of a pipeline of
+            :func:`~tunecraft.strategy.tune` stands for the complete runs of its transfer,
+            explore and refine studies, longest first), a :class:`~tunecraft.Study`
             or a list of them, a list of :class:`~tunecraft.FrozenTrial` or of
             ``(config, value)`` pairs, a list of configs (taken in the order given), or a list
             of such lists of trials or pairs, one per earlier study.
@@ -507,10 +516,7 @@ def _sources(prior: Any, storage: Any, direction: str) -> list[_Source]:
                 )
             from tunecraft.storage import get_storage
 
-            st = get_storage(storage)
-            info = st.get_study(p)
-            trials = st.get_trials(info.study_id, {TrialState.COMPLETE})
-            out.append((_rank_trials(trials, info.direction, f"study {p!r}"), info.direction))
+            out.append(_named_source(get_storage(storage), p))
         return out
     if all(isinstance(p, FrozenTrial) for p in prior):
         return [(_rank_trials(prior, direction, "trials"), direction)]
@@ -619,17 +625,65 @@ def _portfolio(
     return [candidates[j] for j in chosen]
 
 
-def _rank_trials(trials: Iterable[FrozenTrial], direction: str, label: str) -> list[_Record]:
+def _named_source(st: Storage, name: str) -> _Source:
+    """The trials of the study ``name``, or of the pipeline ``name`` (the complete runs of
+    its studies ``f"{name}.transfer"``, ``.explore`` and ``.refine``, longest runs first)."""
+    from tunecraft.exceptions import StudyNotFoundError
+
+    try:
+        info = st.get_study(name)
+    except StudyNotFoundError as exc:
+        studies = [i.name for i in st.list_studies() if not i.name.endswith(".pipeline")]
+        phases = [f"{name}.{ph}" for ph in _PIPELINE_PHASES if f"{name}.{ph}" in studies]
+        if not phases:
+            near = [n for n in studies if n.startswith(f"{name}.")] or studies
+            hint = f" The storage holds {', '.join(map(repr, near[:8]))}." if near else ""
+            raise StudyNotFoundError(f"load_prior: {exc}{hint}") from None
+        trials: list[FrozenTrial] = []
+        direction = "minimize"
+        for study_name in phases:
+            info = st.get_study(study_name)
+            direction = info.direction
+            trials += st.get_trials(info.study_id, {TrialState.COMPLETE})
+        return _rank_trials(trials, direction, f"pipeline {name!r}", by_fidelity=True), direction
+    trials = st.get_trials(info.study_id, {TrialState.COMPLETE})
+    return _rank_trials(trials, info.direction, f"study {name!r}"), info.direction
+
+
+def _full_config(t: FrozenTrial) -> dict[str, Any]:
+    """The config a trial ran with: its sampled ``config``, completed from ``run_config`` with
+    the values fixed for it (a pipeline's narrowing), but never with a derived value (a
+    learning rate scaled to the batch size is not the rate the space searches)."""
+    config = dict(t.config)
+    derived = t.user_attrs.get(DERIVED_ATTR) or ()
+    for name, value in t.run_config.items():
+        if name not in config and name not in derived:
+            config[name] = value
+    return config
+
+
+def _rank_trials(
+    trials: Iterable[FrozenTrial], direction: str, label: str, *, by_fidelity: bool = False
+) -> list[_Record]:
+    """Complete trials with a finite value, best first (``by_fidelity``: longest runs first,
+    then best, for the runs of a pipeline's phases at different lengths). A pipeline's
+    warm-start copies are left out: each is an earlier phase's run, without its fixed values."""
     usable = [
         t
         for t in trials
         if t.state is TrialState.COMPLETE
+        and not t.user_attrs.get(WARM_ATTR)
         and isinstance(t.value, numbers.Real)
         and math.isfinite(float(t.value))
     ]
     sign = 1.0 if direction == "minimize" else -1.0
-    usable.sort(key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
-    return [(t.config, float(t.value), f"{label} trial {t.number}") for t in usable]  # type: ignore[arg-type]
+
+    def key(t: FrozenTrial) -> tuple[float, float, int]:
+        length = -float(t.budget or 0.0) if by_fidelity else 0.0
+        return length, sign * float(t.value), t.number  # type: ignore[arg-type]
+
+    usable.sort(key=key)
+    return [(_full_config(t), float(t.value), f"{label} trial {t.number}") for t in usable]  # type: ignore[arg-type]
 
 
 # -- learning rate: scaling rule and range narrowing --------------------------------------------
