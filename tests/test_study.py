@@ -487,6 +487,11 @@ def test_bad_study_arguments(kwargs: dict[str, Any], exc: type[Exception], patte
         tc.Study(SPACE, **kwargs)
 
 
+def test_seed_seeds_a_scheduler_by_name_next_to_a_sampler_instance() -> None:
+    study = tc.Study(SPACE, sampler=tc.make_sampler("random", seed=0), scheduler="pbt", seed=7)
+    assert study.scheduler is not None and study.scheduler.seed == 7  # type: ignore[attr-defined]
+
+
 def test_study_needs_a_space_or_a_name() -> None:
     with pytest.raises(InvalidParameterError, match=r"give a 'space'"):
         tc.Study(None)

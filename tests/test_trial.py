@@ -112,8 +112,8 @@ def test_report_records_intermediate_values(study: tc.Study) -> None:
         (0.5, -1, "'step' parameter of Trial.report must be an int >= 0, got -1"),
         (0.5, 1.0, "'step' parameter of Trial.report"),
         (0.5, True, "'step' parameter of Trial.report"),
-        (math.nan, 0, r"Trial.report\(value=...\) returned nan"),
-        (None, 0, r"Trial.report\(value=...\) returned None"),
+        (math.nan, 0, r"Trial.report\(value=...\) got nan; pass a finite number"),
+        (None, 0, r"Trial.report\(value=...\) got None"),
     ],
 )
 def test_report_rejects_bad_values_and_steps(

@@ -101,7 +101,7 @@ class Study:
                 f"The 'name' parameter of Study must be a non-empty str, got {name!r}."
             )
         self._storage = get_storage(storage)
-        self.sampler = _resolve_sampler(sampler, seed)
+        self.sampler = _resolve_sampler(sampler, seed, seeds_other=isinstance(scheduler, str))
         self.scheduler = _resolve_scheduler(scheduler, seed)
         self._seed = seed
         if space is None:
@@ -947,12 +947,12 @@ def list_studies(storage: Storage | str) -> list[StudyInfo]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def _resolve_sampler(sampler: Sampler | str, seed: int | None) -> Sampler:
+def _resolve_sampler(sampler: Sampler | str, seed: int | None, *, seeds_other: bool) -> Sampler:
     if isinstance(sampler, Sampler):
-        if seed is not None:
+        if seed is not None and not seeds_other:
             raise InvalidParameterError(
-                "Study: 'seed' seeds a sampler given by name; a Sampler instance carries its "
-                "own seed (tc.make_sampler(name, seed=...))."
+                "Study: 'seed' seeds a sampler or scheduler given by name; a Sampler instance "
+                "carries its own seed (tc.make_sampler(name, seed=...))."
             )
         return sampler
     if isinstance(sampler, str):

@@ -162,24 +162,29 @@ def _train_curve(user_attrs: Mapping[str, Any]) -> dict[int, float]:
     return {int(step): float(value) for step, value in pairs}
 
 
-def check_value(value: Any, what: str) -> float:
-    """Return ``value`` as a finite float or raise a ``ValueError`` saying why it is not."""
+def check_value(value: Any, what: str, *, verb: str = "returned") -> float:
+    """Return ``value`` as a finite float or raise a ``ValueError`` saying why it is not.
+
+    The message reads ``f"{what} {verb} <value>"``: an objective *returned* it, a report *got*
+    it.
+    """
+    fix = "return" if verb == "returned" else "pass"
     if value is None:
-        raise InvalidParameterError(f"{what} returned None; return a finite number.")
+        raise InvalidParameterError(f"{what} {verb} None; {fix} a finite number.")
     if isinstance(value, (str, bytes, bool)):  # float("0.5") and float(True) would pass
         raise InvalidParameterError(
-            f"{what} returned {type(value).__name__} {value!r}; return a finite number."
+            f"{what} {verb} {type(value).__name__} {value!r}; {fix} a finite number."
         )
     if not isinstance(value, numbers.Real):
         try:
             value = float(value)  # numpy scalars, 0-d arrays, tensors with __float__
         except (TypeError, ValueError):
             raise InvalidParameterError(
-                f"{what} returned {type(value).__name__} {value!r}; return a finite number."
+                f"{what} {verb} {type(value).__name__} {value!r}; {fix} a finite number."
             ) from None
     value = float(value)
     if not math.isfinite(value):
-        raise InvalidParameterError(f"{what} returned {value}; return a finite number.")
+        raise InvalidParameterError(f"{what} {verb} {value}; {fix} a finite number.")
     return value
 
 
@@ -366,9 +371,9 @@ class Trial:
             raise InvalidParameterError(
                 f"The 'step' parameter of Trial.report must be an int >= 0, got {step!r}."
             )
-        value = check_value(value, "Trial.report(value=...)")
+        value = check_value(value, "Trial.report(value=...)", verb="got")
         if train is not None:
-            train = check_value(train, "Trial.report(train=...)")
+            train = check_value(train, "Trial.report(train=...)", verb="got")
         self._decision = self._study._report(self, value, int(step))
         if train is not None:
             curve = {**self._record.train_intermediate, int(step): train}

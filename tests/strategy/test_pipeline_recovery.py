@@ -155,6 +155,31 @@ def test_a_config_that_returns_nan_is_not_retried() -> None:
     assert [t.config["x"] for t in transfer if t.state is TrialState.COMPLETE] == [0.7]
 
 
+def test_a_config_that_reports_nan_is_not_retried() -> None:
+    storage = MemoryStorage()
+    prior = [{"x": 0.2, "y": 0.3, "z": 0.5}, {"x": 0.7, "y": 0.3, "z": 0.5}]
+
+    def nan_report(trial: Trial) -> float:
+        if trial.config["x"] == 0.7:
+            raise KeyboardInterrupt
+        if trial.config["x"] == 0.2:
+            trial.report(float("nan"), step=1)  # fails the trial, as NaN returned does
+        return objective(trial)
+
+    def fixed(trial: Trial) -> float:
+        if trial.config["x"] == 0.2:
+            trial.report(float("nan"), step=1)
+        return objective(trial)
+
+    kwargs = options(storage, "nanrep", prior=prior, defaults=False)
+    with pytest.raises(KeyboardInterrupt):
+        BudgetedSearch(nan_report, SPACE, **kwargs).run_phase("transfer")
+    BudgetedSearch(fixed, SPACE, **kwargs).run_phase("transfer")
+    transfer = tc.load_study("nanrep.transfer", storage=storage).trials
+    assert [t.config["x"] for t in transfer].count(0.2) == 1
+    assert "got nan" in (transfer[0].error or "")
+
+
 # -- C: a killed transfer run -----------------------------------------------------------------
 def test_a_killed_transfer_run_runs_again_on_resume(tmp_path: Any) -> None:
     storage = f"sqlite:///{tmp_path / 'k.db'}"

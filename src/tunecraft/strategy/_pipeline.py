@@ -69,8 +69,10 @@ _JOURNAL_ATTR = "tc.record"
 #: also counts the sampler's suggestion).
 OBJECTIVE_SECONDS_ATTR = "tc.objective_seconds"
 _KILLED = ("interrupted", "stale", "KeyboardInterrupt", "SystemExit", "GeneratorExit")
-#: How the study words the error of a run that returned NaN, inf or None.
+#: How the study words the error of a run that returned NaN, inf or None, and how a report of
+#: one is worded (raised in the objective, so after the exception's type).
 _BAD_VALUE = "The objective returned"
+_BAD_REPORT = ("Trial.report(value=...) got", "Trial.report(train=...) got")
 _LR_NAMES = ("lr", "learning_rate")
 _BATCH_NAMES = ("batch_size",)
 #: Fewer complete explore trials than this: no importance, no narrowing.
@@ -1787,9 +1789,9 @@ def _counts(t: FrozenTrial) -> bool:
 def _crashed(t: FrozenTrial) -> bool:
     """A run that an exception ended (not a kill, not a NaN or missing value): the objective
     had a bug, and a run after the fix may go otherwise."""
-    return (
-        _counts(t) and t.state is TrialState.FAILED and not (t.error or "").startswith(_BAD_VALUE)
-    )
+    error = t.error or ""
+    bad_value = error.startswith(_BAD_VALUE) or any(r in error for r in _BAD_REPORT)
+    return _counts(t) and t.state is TrialState.FAILED and not bad_value
 
 
 def _finished_ok(t: FrozenTrial) -> bool:
