@@ -470,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument(
+        "--first-rep", type=int, default=0, help="run repetitions first-rep .. first-rep+reps-1"
+    )
+    parser.add_argument(
         "--budget-full", type=int, default=20, help="budget in full-fidelity trainings"
     )
     parser.add_argument(
@@ -483,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error(f"--reps must be at least 1, got {args.reps}")
+    if args.first_rep < 0:
+        parser.error(f"--first-rep must be at least 0, got {args.first_rep}")
     if args.portable_numerics:
         portable_numerics()
     TC_OPTIONS.update(json.loads(args.tc_options))
@@ -492,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     versus: list[str] = []
     for task_name in args.tasks:
         results: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in args.methods}
-        for rep in range(args.reps):
+        for rep in range(args.first_rep, args.first_rep + args.reps):
             for method in args.methods:
                 if method == "tunecraft+prior" and not task_name.startswith("lcbench/"):
                     continue  # earlier studies exist for LCBench only
