@@ -903,3 +903,37 @@ def test_a_small_refine_budget_raises_the_lowest_rung() -> None:
         rungs.append(scheduler.min_resource)
     assert rungs[0] is not None and rungs[0] > 1
     assert rungs[1] is None  # enough budget: every rung from step 1, chosen by the data
+
+
+def test_refine_ends_when_a_finite_space_is_used_up() -> None:
+    # Three configurations: refine ran each of them over and over, every run the same.
+    space = {"c": tc.choice([0.2, 0.5, 0.7])}
+    calls: list[tuple[float, int | None, Any]] = []
+
+    def objective(trial: Trial) -> float:
+        calls.append((trial.config["c"], trial.seed, trial.budget))
+        value = 1.0
+        for epoch in range(1, int(trial.budget or MAX_FIDELITY) + 1):
+            value = (trial.config["c"] - 0.7) ** 2 + 1.0 / epoch
+            trial.report(value, step=epoch)
+            if trial.should_stop():
+                break
+        return value
+
+    storage = MemoryStorage()
+    result = tune(
+        objective,
+        space,
+        budget="20 trials",
+        max_fidelity=MAX_FIDELITY,
+        storage=storage,
+        name="finite",
+        seed=0,
+    )
+    refine = [t for t in tc.load_study("finite.refine", storage=storage).trials]
+    own = [t for t in refine if not t.user_attrs.get(WARM_ATTR)]
+    full = [t for t in own if t.state is TrialState.COMPLETE and t.last_step == MAX_FIDELITY]
+    keys = [(t.config["c"], t.seed) for t in full]
+    assert len(keys) - len(set(keys)) <= 1  # the one repeat that shows the space is used up
+    assert result.spent["refine"].units < result.plan.phase("refine").allotted
+    assert result.best_config == {"c": 0.7}

@@ -875,6 +875,9 @@ class BudgetedSearch:
                     raise PipelineError(
                         f"refine: 10 runs in a row failed; the last: {_first_line(record.error)}"
                     )
+                if self._repeats_a_full_run(study, record):
+                    self._finish_used_up_space(study, limit)
+                    break
         finally:
             if cap is not None:
                 cap.disarm()
@@ -882,6 +885,69 @@ class BudgetedSearch:
         crashed = [t for t in own if _crashed(t) and t.trial_id not in self._retry]
         if crashed and not any(_finished_ok(t) for t in own):
             raise _no_run_completed("refine", crashed)
+
+    def _repeats_a_full_run(self, study: Study, record: FrozenTrial) -> bool:
+        """Whether ``record`` ran a config that an earlier refine run completed in full.
+
+        The model-based samplers never propose a completed config again while any other is
+        left, so a repeat means a finite space is used up (three choices of ``C`` had refine
+        run each of them ten times over, every run the same fit).
+        """
+        if record.state is not TrialState.COMPLETE:
+            return False
+        full = self.plan().phase("refine").fidelity
+        return any(
+            t.number != record.number
+            and t.state is TrialState.COMPLETE
+            and not t.user_attrs.get(WARM_ATTR)
+            and t.config == record.config
+            and t.seed == record.seed
+            and _reached_full(t, full)
+            for t in study.trials
+        )
+
+    def _finish_used_up_space(self, study: Study, limit: float) -> None:
+        """A finite space is used up: run each config that only ran short (stopped at a rung,
+        or an explore run) in full, best first, while a full run fits, then end refine.
+
+        Every config has been proposed, and the ones stopped at a low rung would only be
+        stopped there again, so the search has nothing left to learn but their full value.
+        """
+        p = self.plan()
+        full = p.phase("refine").fidelity
+        sign = 1.0 if self.direction == "minimize" else -1.0
+        trials = study.trials  # explore's short runs (the warm-start copies) included
+        done = [
+            t.config for t in trials if t.state is TrialState.COMPLETE and _reached_full(t, full)
+        ]
+        stopped: dict[str, tuple[float, float, dict[str, Any]]] = {}
+        for t in trials:
+            ended = t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            if not ended or t.config in done or not t.intermediate:
+                continue
+            key = json.dumps(t.config, sort_keys=True, default=str)
+            last = max(t.intermediate)
+            rank = (-float(last), sign * t.intermediate[last])
+            if key not in stopped or rank < stopped[key][:2]:
+                stopped[key] = (*rank, dict(t.config))
+        self._say(
+            f"refine: the space is used up (a configuration came back that ran in full); "
+            f"{len(stopped)} that ran short run in full where the budget allows, then refine ends"
+        )
+        for *_, config in sorted(stopped.values(), key=lambda r: r[:2]):
+            spent = sum(
+                _cost(t, p)
+                for t in study.trials
+                if not t.user_attrs.get(WARM_ATTR) and t.state is not TrialState.WAITING
+            )
+            if spent + full > limit + 1e-9 or self._out_of_time("refine"):
+                break
+            study.enqueue(config)
+            scheduler, study.scheduler = study.scheduler, None  # in full: no rung stops it
+            try:
+                self._run_one(study, "refine")
+            finally:
+                study.scheduler = scheduler
 
     def _refine_limit(self) -> float:
         """Fidelity units refine may spend: the budget, less what transfer and explore
@@ -1999,6 +2065,12 @@ class _BudgetCap(Scheduler):
 
     def sampler_trials(self, space: Space, history: Any) -> list[FrozenTrial] | None:
         return None if self.inner is None else self.inner.sampler_trials(space, history)
+
+
+def _reached_full(t: FrozenTrial, full: float) -> bool:
+    """Whether a run's reports reached ``full`` fidelity units (see :func:`_reached`)."""
+    reached = _reached(t)
+    return reached is not None and reached >= full - 1e-9
 
 
 def _value_at(curve: Mapping[int, float], step: float) -> float | None:
