@@ -67,6 +67,21 @@ def _peers(history: History, trial: FrozenTrial, scope: Filter) -> list[FrozenTr
     return [t for t in history.trials if t.number != trial.number and scope(t)] + [trial]
 
 
+def _in_top(rank: Sequence[tuple[float, int, FrozenTrial]], k: int, number: int) -> bool:
+    """Whether trial ``number`` is among the top ``k`` of ``rank`` (best first, ties by
+    arrival), or tied with the k-th where some trial at the rung is worse.
+
+    Scores on a small validation set tie often: ranked by arrival, every later trial that
+    tied the leader was stopped. But a tie at the worst value of the rung (every run that
+    diverged reports the same error) says nothing good, so there arrival decides.
+    """
+    if any(n == number for _, n, _ in rank[:k]):
+        return True
+    cutoff = rank[k - 1][0]
+    own = next(key for key, n, _ in rank if n == number)
+    return own <= cutoff and rank[-1][0] > cutoff
+
+
 @dataclass(frozen=True)
 class _Ladder:
     """The rungs of one asynchronous successive-halving bracket."""
@@ -88,11 +103,7 @@ class _Ladder:
             k = len(rank) // self.reduction_factor
             if self.variant == "stopping":
                 k = max(1, k)  # the first trial at a rung has nobody to lose to
-            # In the top k, or tied with the k-th: a tie is no evidence against the trial
-            # (on small validation sets scores tie often, and ranking ties by arrival
-            # stopped every later trial that tied the leader).
-            own = next(key for key, number, _ in rank if number == trial.number)
-            if k == 0 or own > rank[k - 1][0]:
+            if k == 0 or not _in_top(rank, k, trial.number):
                 return Decision.STOP if self.variant == "stopping" else Decision.PAUSE
         return Decision.CONTINUE
 
