@@ -26,15 +26,17 @@ def test_asha_stopping_keeps_the_top_of_each_rung() -> None:
     sc.expect_states({0: "running", 1: "pruned", 2: "pruned", 3: "running"})
 
 
-def test_asha_keeps_a_trial_tied_with_the_cutoff_unless_the_tie_is_the_rungs_worst() -> None:
-    # Accuracy on a small fold ties often: a tie with the k-th best is no evidence against a
-    # trial (it was stopped for arriving later). A tie at the worst value of the rung (runs
-    # that diverged all report the same error) is no evidence for it either.
+def test_asha_keeps_a_trial_tied_with_the_best_unless_the_tie_is_the_rungs_worst() -> None:
+    # Accuracy on a small fold ties often: a trial that ties the best of the rung was stopped
+    # for arriving later, though nothing did better. A tie at the worst value of the rung
+    # (runs that diverged all report the same error) is no evidence for it.
     sc = Scenario(ASHAScheduler(min_resource=1, reduction_factor=2))
     sc.report(0, step=1, value=0.0, expect=C)
     sc.report(1, step=1, value=0.5, expect=S)  # k = 1
     sc.report(2, step=1, value=0.0, expect=C)  # ties the best, and 0.5 is worse
-    sc.report(3, step=1, value=0.1, expect=S)  # k = 2: the cutoff is 0.0
+    sc.report(3, step=1, value=0.1, expect=S)  # k = 2: the top two are 0.0
+    sc.report(4, step=1, value=0.3, expect=S)  # k = 2
+    sc.report(5, step=1, value=0.1, expect=S)  # k = 3: ties the third (0.1), not the best
     floor = Scenario(ASHAScheduler(min_resource=1, reduction_factor=2))
     floor.report(0, step=1, value=100.0, expect=C)  # alone
     floor.report(1, step=1, value=100.0, expect=S)  # tied, but at the rung's worst
