@@ -294,10 +294,14 @@ def test_spearman_with_ties_and_constant_values() -> None:
     assert _spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == -1.0  # undefined: no evidence
 
 
-def test_a_trial_paused_at_a_dropped_middle_rung_is_resumed_to_the_next_rung_in_use() -> None:
+@pytest.mark.parametrize(("at_one", "resumed"), [(0.95, False), (0.0, True)])
+def test_a_trial_paused_at_a_dropped_middle_rung_counts_as_paused_at_the_rung_below(
+    at_one: float, resumed: bool
+) -> None:
     # Steps 1 and 9 rank alike, step 3 reversed: rung 3 is dropped, rung 1 stays. Trial 9
-    # went on from rung 1 and paused at rung 3. Judged at rung 1 again (0.95, the worst) it
-    # stayed paused for good; it is resumed to 9, as the docstring's rule says.
+    # went on from rung 1 and paused at rung 3. It now counts as paused at rung 1: promoted
+    # to 9 when it ranks in rung 1's top, left paused otherwise (as ASHA leaves any trial
+    # there that is not in the top).
     trials = [
         FrozenTrial(
             i,
@@ -308,9 +312,11 @@ def test_a_trial_paused_at_a_dropped_middle_rung_is_resumed_to_the_next_rung_in_
         )
         for i in range(9)
     ]
-    trials.append(FrozenTrial(9, TrialState.PAUSED, {"x": 0.5}, intermediate={1: 0.95, 3: 0.5}))
+    trials.append(FrozenTrial(9, TrialState.PAUSED, {"x": 0.5}, intermediate={1: at_one, 3: 0.5}))
     sched = AutoScheduler(max_resource=9, n_pairs=3, confidence=0.5)
     history = History(trials, "minimize")
     assert sched.rungs_in_use(history) == [1]
     order = sched.on_ask(Space({"x": tc.uniform(0.0, 1.0)}), history)
-    assert order is not None and (order.number, order.budget) == (9, 9)
+    assert (order is not None) is resumed
+    if order is not None:
+        assert (order.number, order.budget) == (9, 9)

@@ -93,9 +93,11 @@ class AutoScheduler(Scheduler):
        a true correlation of 0.5), and dropping a rung on it sends trials to full length;
        with many pairs the bound nears ``rho``. Dropping the lowest candidates raises the
        effective minimum resource; dropping a middle one widens the rung spacing.
-    4. When a rung is dropped, trials paused at it (promotion variant) are resumed to the next
-       rung in use, and their results feed the check again, so a rung dropped on thin
-       evidence can come back.
+    4. When the lowest rungs are dropped, trials paused at them (promotion variant) are
+       resumed to the lowest rung in use, and their results feed the check again, so a rung
+       dropped on thin evidence can come back. A trial paused at a dropped middle rung counts
+       as paused at the rung in use below it: it is resumed to the next rung in use when it
+       ranks in that rung's top, and stays paused otherwise, as any trial paused there.
     5. At a rung in use, a trial goes on only if it ranks in the top ``1 / reduction_factor``
        of every trial that reached that rung (ASHA). ``variant="promotion"`` pauses the others
        and resumes a paused trial once it ranks in the top; ``"stopping"`` prunes them.

@@ -114,15 +114,17 @@ class _Ladder:
             return None
         sign = history.sign()
         scoped = [t for t in history.trials if self.scope(t)]
-        for t in scoped:  # paused at a rung that no longer is one (AutoScheduler dropped it)
-            last = t.last_step
+        # Paused below the lowest rung (AutoScheduler dropped the rungs it was paused at): it
+        # was never ranked, so it goes on to the lowest rung. One paused at a dropped middle
+        # rung is paused at the rung in use below it, and promoted from there when it ranks
+        # in that rung's top (resuming those regardless cost runs on digits and LCBench).
+        for t in scoped:
             if (
                 t.state is TrialState.PAUSED
-                and last is not None
-                and not any(crossed(t, m) for m in self.marks)
+                and t.last_step is not None
+                and (not self.marks or t.last_step < self.marks[0])
             ):
-                above = [m for m in self.marks if m > last]
-                return Resume(t.number, budget=above[0] if above else self.max_resource)
+                return Resume(t.number, budget=self.marks[0] if self.marks else self.max_resource)
         for r in reversed(range(len(self.marks))):
             rank = ranked(scoped, self.marks[r], sign)
             for _, number, t in rank[: len(rank) // self.reduction_factor]:
