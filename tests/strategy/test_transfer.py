@@ -329,7 +329,7 @@ def test_check_proxy_warns_naming_the_proxy():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert check_proxy("epochs=5", [1, 2, 3, 4, 5], [1, 2, 3, 5, 4]) == pytest.approx(0.9)
-    with pytest.warns(ProxyWarning, match="'subset=10%'.*-1.00 < 0.5"):
+    with pytest.warns(ProxyWarning, match="'subset=10%'.*-1.000 < 0.5"):
         assert check_proxy("subset=10%", [1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
     with pytest.warns(UserWarning, match="'tiny-model' cannot be judged"):
         check_proxy("tiny-model", [1, 1, 1], [1, 2, 3])

@@ -862,7 +862,7 @@ def check_proxy(
     elif rho < threshold:
         warnings.warn(
             f"The proxy {name!r} ranks configurations unlike the full task (Spearman "
-            f"{rho:.3g} < {threshold:g}); do not trust its ranking: use a longer proxy or a "
+            f"{rho:.3f} < {threshold:g}); do not trust its ranking: use a longer proxy or a "
             "larger explore share.",
             ProxyWarning,
             stacklevel=2,
