@@ -281,6 +281,42 @@ def test_trial_reporting_and_pruning() -> None:
     assert sorted(record.intermediate) == [0, 1, 2]
 
 
+def test_a_step_budget_longer_than_the_epochs_leaves_the_schedule_to_the_epochs() -> None:
+    train, val = make_data()  # 6 batches an epoch
+    result = fit(
+        make_model(),
+        train,
+        val,
+        loss_fn=F.cross_entropy,
+        epochs=2,
+        steps=100,
+        schedule="cosine",
+        device="cpu",
+    )
+    assert result.steps == 12
+    assert result.last["lr"] == pytest.approx(0.0, abs=1e-12)  # it ended at 0.92 of the peak
+
+
+def test_a_diverged_run_under_a_trial_stops_instead_of_failing() -> None:
+    train, val = make_data()
+    study = tc.Study({"lr": tc.loguniform(1e-3, 1e-1)}, scheduler="median", seed=0)
+    trial = study.ask()
+    result = fit(
+        make_model(),
+        train,
+        val,
+        loss_fn=F.cross_entropy,
+        optimizer="sgd",
+        lr=1e8,
+        epochs=4,
+        trial=trial,
+        device="cpu",
+    )
+    # The NaN loss was fit's to report, not the objective's: it stops and says why.
+    assert result.stop_reason == "diverged" and not result.pruned
+    assert trial.intermediate == {}
+
+
 def test_lr_monitor_progress_bar_and_custom_callbacks() -> None:
     train, val = make_data()
     calls: list[str] = []

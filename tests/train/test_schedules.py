@@ -187,3 +187,13 @@ def test_bad_schedule_arguments_say_what_is_wrong() -> None:
     with pytest.raises(InvalidParameterError, match="must be > warmup_steps"):
         ScheduleConfig("cosine", total_steps=5, warmup_steps=5)
     assert math.isclose(schedule_factor("constant", 10**6), 1.0)
+
+
+def test_cosine_restarts_restart_where_torch_does_with_a_growing_period() -> None:
+    # int(math.log(243, 3)) == 4: the period count came out one short at steps 121, 242, ...
+    # and the factor fell to its minimum there instead of restarting at 1.
+    make = lambda o: lr_scheduler.CosineAnnealingWarmRestarts(o, 1, 3)  # noqa: E731
+    options = {"period": 1, "period_mult": 3}
+    assert _ours("cosine_restarts", options, n=400) == pytest.approx(
+        _torch_lrs(make, n=400), rel=1e-9, abs=1e-12
+    )

@@ -67,6 +67,11 @@ def load_checkpoint(
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # refused objects name a GLOBAL; bytes do not
+            raise CheckpointError(
+                f"Checkpoint {str(path)!r} is corrupted or truncated and cannot be read "
+                "(it does not unpickle)."
+            ) from None
         raise CheckpointError(
             f"Checkpoint {str(path)!r} holds objects that weights_only loading refuses "
             f"(only tensors and plain containers are allowed): {str(exc).splitlines()[0]}"

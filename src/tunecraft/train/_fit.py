@@ -36,8 +36,10 @@ class FitResult:
         epochs: Epochs finished (counting those before a resume).
         steps: Optimizer steps taken.
         stop_reason: ``"early_stopping"``, ``"trial"`` (the trial's scheduler stopped it),
-            ``"steps"`` (the step budget ran out), another callback's reason, or ``None`` when
-            the epochs ran out.
+            ``"paused"`` (the trial's scheduler paused it: save what resuming needs),
+            ``"diverged"`` (with a trial: the monitored metric was NaN or infinite, which a
+            trial cannot report), ``"steps"`` (the step budget ran out), another callback's
+            reason, or ``None`` when the epochs ran out.
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
@@ -233,9 +235,12 @@ def fit(
     steps_per_epoch: int | None = None
     if hasattr(train_data, "__len__"):
         steps_per_epoch = math.ceil(len(train_data) / accumulate)  # type: ignore[arg-type]
+    # The schedule spans the run: whichever limit ends it first (a step budget longer than
+    # the epochs left the cosine at 0.92 of its peak when training ended).
     total_steps = steps
-    if total_steps is None and steps_per_epoch is not None and epochs is not None:
-        total_steps = steps_per_epoch * epochs
+    if steps_per_epoch is not None and epochs is not None:
+        by_epochs = steps_per_epoch * epochs
+        total_steps = by_epochs if total_steps is None else min(total_steps, by_epochs)
     scheduler: ScheduledLR | None = None
     if schedule is not None:
         scheduler = make_lr_scheduler(opt, schedule, schedule_options, total_steps=total_steps)
@@ -258,6 +263,8 @@ def fit(
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": get_rng_state(),
+            "optimizer_class": type(opt).__name__,
+            "loader_rng": [g.get_state() for g in _loader_generators(train_data)],
             "epoch": state.epoch,
             "step": state.step,
             "history": [dict(h) for h in state.history],
@@ -343,9 +350,14 @@ def fit(
             cb.on_epoch_end(state)
         state.history.append(dict(state.metrics))
         if trial is not None:
-            trial.report(float(state.metrics[monitor]), step=epoch)
-            if trial.should_stop():
-                state.stop, state.stop_reason = True, "trial"
+            value = float(state.metrics[monitor])
+            if not math.isfinite(value):  # diverged: nothing to report, nothing to go on with
+                state.stop, state.stop_reason = True, "diverged"
+            else:
+                trial.report(value, step=epoch)
+                if trial.should_stop():
+                    paused = getattr(trial, "decision", "stop") == "pause"
+                    state.stop, state.stop_reason = True, "paused" if paused else "trial"
         for cb in callbacks:
             cb.on_checkpoint(state)
         epoch += 1
@@ -403,6 +415,20 @@ def evaluate(
     return {name: (v / total).item() for name, v in sums.items()}
 
 
+def _loader_generators(data: Any) -> list[torch.Generator]:
+    """The generators of a ``DataLoader`` and its samplers (``DataLoader(generator=g)``, the
+    reproducible way to shuffle), each once: the global generators do not drive them, so an
+    exact resume saves their states too."""
+    found: list[torch.Generator] = []
+    sampler = getattr(data, "sampler", None)
+    batch_sampler = getattr(data, "batch_sampler", None)
+    for owner in (data, sampler, getattr(batch_sampler, "sampler", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not f for f in found):
+            found.append(g)
+    return found
+
+
 def _resume(
     state: FitState,
     scaler: torch.amp.GradScaler | None,
@@ -414,6 +440,14 @@ def _resume(
     source = repr(os.fspath(path))
     try:
         load_model_state(state.model, ckpt["model"], source=source)
+        written = ckpt.get("optimizer_class")
+        if written is not None and written != type(state.optimizer).__name__:
+            # torch loads another optimizer's state without complaint and fails mid-epoch
+            # (SGD: KeyError 'momentum'), or runs on with the other one's group settings
+            raise CheckpointError(
+                f"Checkpoint {source} was written with optimizer {written}, not "
+                f"{type(state.optimizer).__name__}; resume with the same optimizer."
+            )
         try:
             state.optimizer.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError, RuntimeError) as exc:
@@ -442,6 +476,11 @@ def _resume(
         for cb, cb_state in zip(callbacks, ckpt["callbacks"], strict=True):
             cb.load_state_dict(cb_state)
         set_rng_state(ckpt["rng"])
+        generators = _loader_generators(state.train_data)
+        saved = ckpt.get("loader_rng") or []
+        if len(saved) == len(generators):  # the loader's own generator shuffles the epochs
+            for g, g_state in zip(generators, saved, strict=True):
+                g.set_state(g_state)
         state.step = int(ckpt["step"])
         state.epoch = int(ckpt["epoch"])
         state.history = [dict(h) for h in ckpt["history"]]

@@ -120,9 +120,12 @@ def cosine_restarts_factor(
     if period_mult == 1:
         t_cur, t_i = step % period, period
     else:
-        n = int(math.log(step / period * (period_mult - 1) + 1, period_mult))
-        t_cur = step - period * (period_mult**n - 1) // (period_mult - 1)
-        t_i = period * period_mult**n
+        # Walk the periods in integers: int(math.log(243, 3)) is 4, one period short, so a
+        # restart step fell to the minimum instead of back to 1.
+        t_cur, t_i = step, period
+        while t_cur >= t_i:
+            t_cur -= t_i
+            t_i *= period_mult
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t_cur / t_i))
 
 
