@@ -317,6 +317,31 @@ def test_a_diverged_run_under_a_trial_stops_instead_of_failing() -> None:
     assert trial.intermediate == {}
 
 
+def test_a_plateau_schedule_leaves_swa_its_annealing() -> None:
+    # The plateau schedule kept observing the metric while SWA set the rate, and cut it
+    # mid-anneal (0.627 where SWALR gives 0.55).
+    train, val = make_data()
+
+    def rates(schedule: str) -> list[float]:
+        monitor = LRMonitor()
+        fit(
+            make_model(),
+            train,
+            val,
+            loss_fn=F.cross_entropy,
+            optimizer="sgd",
+            lr=1.0,
+            epochs=7,
+            schedule=schedule,
+            schedule_options={"plateau_patience": 0} if schedule == "plateau" else None,
+            callbacks=[monitor, SWA(1, swa_lr=0.1, anneal_epochs=4)],
+            device="cpu",
+        )
+        return [float(h[0]) for h in monitor.history]
+
+    assert rates("plateau") == rates("constant")
+
+
 def test_lr_monitor_progress_bar_and_custom_callbacks() -> None:
     train, val = make_data()
     calls: list[str] = []
@@ -441,3 +466,21 @@ def test_bad_arguments() -> None:
         fit(make_model(), train, loss_fn=F.cross_entropy, epochs=1, monitor="val_f1", device="cpu")
     with pytest.raises(InvalidParameterError, match=r"\(inputs, targets\) pair"):
         fit(make_model(), [torch.zeros(2, 8)], loss_fn=F.cross_entropy, epochs=1, device="cpu")
+
+
+@pytest.mark.parametrize("order", ["es_first", "ema_first"])
+def test_early_stopping_restore_and_ema_warn_that_one_overrides_the_other(order: str) -> None:
+    train, val = make_data()
+    es, ema = EarlyStopping(patience=1), EMA(decay=0.9)
+    callbacks = [es, ema] if order == "es_first" else [ema, es]
+    winner = "EMA" if order == "es_first" else "EarlyStopping"
+    with pytest.warns(UserWarning, match=f"{winner}, later in 'callbacks', wins"):
+        fit(
+            make_model(),
+            train,
+            val,
+            loss_fn=F.cross_entropy,
+            epochs=2,
+            callbacks=callbacks,
+            device="cpu",
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,6 +203,7 @@ def fit(
     if not callable(loss_fn):
         raise TypeError(f"The 'loss_fn' parameter of fit must be callable, got {loss_fn!r}.")
     callbacks = list(callbacks)
+    _warn_on_rival_final_weights(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"fit callbacks must be Callback instances, got {cb!r}.")
@@ -344,7 +346,11 @@ def fit(
                 f"The 'monitor' parameter of fit is {monitor!r}, which fit does not compute; "
                 f"available: {sorted(epoch_metrics)}."
             )
-        if scheduler is not None and scheduler.config.name == "plateau":
+        if (
+            scheduler is not None
+            and scheduler.config.name == "plateau"
+            and not state.scheduler_paused  # SWA anneals the rate: a plateau cut would fight it
+        ):
             scheduler.observe(epoch_metrics[monitor])
         for cb in callbacks:
             cb.on_epoch_end(state)
@@ -413,6 +419,24 @@ def evaluate(
     if total == 0:
         raise InvalidParameterError("The validation data gave no batches.")
     return {name: (v / total).item() for name, v in sums.items()}
+
+
+def _warn_on_rival_final_weights(callbacks: Sequence[Callback]) -> None:
+    """EarlyStopping(restore_best=True) and SWA/EMA each load their weights at the end of
+    training; the one later in ``callbacks`` silently wins, so say so."""
+    from tunecraft.train._callbacks import EarlyStopping, _Averaging
+
+    restore = [cb for cb in callbacks if isinstance(cb, EarlyStopping) and cb.restore_best]
+    averaging = [cb for cb in callbacks if isinstance(cb, _Averaging)]
+    if restore and averaging:
+        last = max((*restore, *averaging), key=callbacks.index)
+        warnings.warn(
+            f"fit: EarlyStopping(restore_best=True) and {type(averaging[0]).__name__} both "
+            f"load the final weights; {type(last).__name__}, later in 'callbacks', wins. Pass "
+            "restore_best=False to keep the averaged weights.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _loader_generators(data: Any) -> list[torch.Generator]:
