@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 import tunecraft as tc
+from tunecraft.schedulers import PBTScheduler
 from tunecraft.storage import MemoryStorage
 from tunecraft.strategy import FinalistResult, TuneResult, tune
-from tunecraft.strategy._pipeline import CURVE_SPLIT_ATTR, WARM_ATTR, _choose
-from tunecraft.trial import Trial
+from tunecraft.strategy._pipeline import CURVE_SPLIT_ATTR, WARM_ATTR, _BudgetCap, _choose
+from tunecraft.trial import FrozenTrial, Trial, TrialState
 
 SPACE = {"x": tc.uniform(0, 1), "y": tc.uniform(0, 1), "z": tc.loguniform(1e-3, 1)}
 MAX_FIDELITY = 10
@@ -204,3 +205,10 @@ def test_select_is_validated() -> None:
     with pytest.raises(ValueError, match="select"):
         tune(counting_objective(Counter(), zero_based=False), SPACE, budget=BUDGET,
              max_fidelity=MAX_FIDELITY, select="best")  # fmt: skip
+
+
+def test_the_budget_cap_passes_on_where_its_scheduler_keeps_checkpoints() -> None:
+    # Refine's scheduler is wrapped; a PBT inside must still get its snapshots kept.
+    trial = FrozenTrial(0, TrialState.RUNNING, {"x": 0.5}, intermediate={1: 0.3, 2: 0.2})
+    assert _BudgetCap(PBTScheduler(perturbation_interval=2)).snapshot_at(trial) == 2
+    assert _BudgetCap(None).snapshot_at(trial) is None

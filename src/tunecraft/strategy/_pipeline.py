@@ -2060,6 +2060,9 @@ class _BudgetCap(Scheduler):
     def on_ask(self, space: Space, history: Any) -> Any:
         return None if self.inner is None else self.inner.on_ask(space, history)
 
+    def snapshot_at(self, trial: FrozenTrial) -> int | None:
+        return None if self.inner is None else self.inner.snapshot_at(trial)
+
     def to_stop(self, history: Any) -> list[int]:
         return [] if self.inner is None else self.inner.to_stop(history)
 
