@@ -529,7 +529,7 @@ class Study:
         come, so the trial furthest along, and best there, goes on: the study ends with
         complete trials instead of paused ones.
         """
-        sign = self.history().sign()
+        sign = 1.0 if self.direction == "minimize" else -1.0
         for _ in range(16):  # another worker may resume the one picked first
             paused = [
                 t

@@ -142,7 +142,8 @@ class ASHAScheduler(Scheduler):
     Rungs sit at steps ``min_resource * reduction_factor ** k`` below ``max_resource``. When a
     trial first reports at or beyond a rung, it is ranked against every trial of the study
     that reached that rung (running, paused or finished, read from the storage), and goes on
-    only if it is in the top ``1 / reduction_factor``.
+    only if it is in the top ``1 / reduction_factor`` (ties by arrival, except that a trial
+    tied with the best of the rung goes on while some trial there is worse).
 
     * ``variant="stopping"`` (default): a trial outside the top is stopped (pruned). Works with
       any objective; the first trial at a rung always goes on.

@@ -857,13 +857,7 @@ class BudgetedSearch:
         failures = 0
         try:
             while True:
-                costs = {  # runs that crashed before this session are run again
-                    t.number: _cost(t, p)
-                    for t in study.trials
-                    if not t.user_attrs.get(WARM_ATTR)
-                    and t.state is not TrialState.WAITING
-                    and t.trial_id not in self._retry
-                }
+                costs = self._refine_costs(study)
                 spent = sum(costs.values())
                 if spent > limit - shortest + 1e-9 or self._out_of_time("refine"):
                     break
@@ -885,6 +879,18 @@ class BudgetedSearch:
         crashed = [t for t in own if _crashed(t) and t.trial_id not in self._retry]
         if crashed and not any(_finished_ok(t) for t in own):
             raise _no_run_completed("refine", crashed)
+
+    def _refine_costs(self, study: Study) -> dict[int, float]:
+        """Fidelity units each of refine's own runs used (runs that crashed before this
+        session are run again, so theirs is not counted)."""
+        p = self.plan()
+        return {
+            t.number: _cost(t, p)
+            for t in study.trials
+            if not t.user_attrs.get(WARM_ATTR)
+            and t.state is not TrialState.WAITING
+            and t.trial_id not in self._retry
+        }
 
     def _repeats_a_full_run(self, study: Study, record: FrozenTrial) -> bool:
         """Whether ``record`` ran a config that an earlier refine run completed in full.
@@ -913,8 +919,7 @@ class BudgetedSearch:
         Every config has been proposed, and the ones stopped at a low rung would only be
         stopped there again, so the search has nothing left to learn but their full value.
         """
-        p = self.plan()
-        full = p.phase("refine").fidelity
+        full = self.plan().phase("refine").fidelity
         sign = 1.0 if self.direction == "minimize" else -1.0
         trials = study.trials  # explore's short runs (the warm-start copies) included
         done = [
@@ -935,11 +940,7 @@ class BudgetedSearch:
             f"{len(stopped)} that ran short run in full where the budget allows, then refine ends"
         )
         for *_, config in sorted(stopped.values(), key=lambda r: r[:2]):
-            spent = sum(
-                _cost(t, p)
-                for t in study.trials
-                if not t.user_attrs.get(WARM_ATTR) and t.state is not TrialState.WAITING
-            )
+            spent = sum(self._refine_costs(study).values())
             if spent + full > limit + 1e-9 or self._out_of_time("refine"):
                 break
             study.enqueue(config)

@@ -15,7 +15,7 @@ from torch import nn
 
 from tunecraft._validation import check_choice, check_float, check_int
 from tunecraft.exceptions import InvalidParameterError
-from tunecraft.train._callbacks import Callback, FitState
+from tunecraft.train._callbacks import Callback, EarlyStopping, FitState, _Averaging
 from tunecraft.train._checkpoint import CheckpointError, load_checkpoint, load_model_state
 from tunecraft.train._optim import make_optimizer
 from tunecraft.train._schedules import ScheduleConfig, ScheduledLR, make_lr_scheduler
@@ -424,8 +424,6 @@ def evaluate(
 def _warn_on_rival_final_weights(callbacks: Sequence[Callback]) -> None:
     """EarlyStopping(restore_best=True) and SWA/EMA each load their weights at the end of
     training; the one later in ``callbacks`` silently wins, so say so."""
-    from tunecraft.train._callbacks import EarlyStopping, _Averaging
-
     restore = [cb for cb in callbacks if isinstance(cb, EarlyStopping) and cb.restore_best]
     averaging = [cb for cb in callbacks if isinstance(cb, _Averaging)]
     if restore and averaging:
