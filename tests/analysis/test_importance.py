@@ -106,6 +106,22 @@ def test_frozen_trials_keep_only_complete_finite():
     assert imp.ranking == ["a", "b"]
 
 
+def test_trials_outside_the_space_are_left_out():
+    """Trials of the wider space explored before narrowing: left out (as narrow_space does),
+    neither clipped to the narrowed bounds nor a crash on an option it no longer offers."""
+    wide = tc.Space({"a": tc.uniform(0, 10), "c": tc.choice(["x", "y", "z"])})
+    narrow = tc.Space({"a": tc.uniform(0, 1), "c": tc.choice(["x", "y"])})
+    inside = _pairs(narrow, lambda c: c["a"] + (c["c"] == "y"), 40, seed=1)
+    outside = [(c, 100.0 * c["a"]) for c, _ in _pairs(wide, lambda c: 0.0, 40, seed=2)]
+    outside = [(c, v) for c, v in outside if not narrow.contains(c)]
+    extra = [({**c, "unused": 3}, v) for c, v in inside]  # keys the space does not name
+    imp = importance(inside + outside, narrow, n_trees=16)
+    assert imp.n_trials == 40
+    assert dict(imp) == dict(importance(extra, narrow, n_trees=16))
+    with pytest.raises(ValueError, match="inside the space, got 0"):
+        importance(outside, narrow)
+
+
 def test_rank_target_resists_outliers():
     space = tc.Space({"a": tc.uniform(0, 1), "b": tc.uniform(0, 1)})
     # b causes rare huge failures (b > 0.97); a drives the ordinary values

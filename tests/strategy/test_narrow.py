@@ -253,3 +253,31 @@ def test_bad_input():
         narrow_space(space, pairs, None, direction="down")
     with pytest.raises(ValueError, match="not searched in the narrowed space"):
         narrow_space(space, pairs, None).complete({"q": 1})
+
+
+@pytest.mark.parametrize("share", [math.nan, "0.5", None])
+def test_a_share_that_is_not_a_number_is_refused(share):
+    """A NaN share was neither fixed nor compared (the parameter silently stayed searched);
+    a string crashed in float() without naming the parameter."""
+    space = tc.Space({"x": tc.uniform(0, 1), "y": tc.uniform(0, 1)})
+    pairs = [({"x": i / 9, "y": 0.5}, i / 9) for i in range(10)]
+    with pytest.raises(ValueError, match=r"'importance' parameter of narrow_space .* for 'y'"):
+        narrow_space(space, pairs, {"x": 0.9, "y": share})
+
+
+def test_the_parameter_kept_as_the_most_important_says_so():
+    space = tc.Space({f"x{i}": tc.uniform(0, 1) for i in range(3)})
+    pairs = [({f"x{i}": j / 9 for i in range(3)}, j / 9) for j in range(10)]
+    n = narrow_space(space, pairs, {"x0": 0.02, "x1": 0.04, "x2": 0.01})
+    assert set(n.fixed) == {"x0", "x2"}
+    assert n.reasons["x1"].endswith(
+        "(importance 0.040, kept: the most important parameter is always searched)"
+    )
+
+
+@pytest.mark.parametrize(("top_quantile", "n_trials", "n_top"), [(0.07, 100, 7), (0.28, 25, 7)])
+def test_top_quantile_is_not_rounded_up_by_round_off(top_quantile, n_trials, n_top):
+    space = tc.Space({"x": tc.uniform(0, 1)})
+    pairs = [({"x": i / n_trials}, float(i)) for i in range(n_trials)]
+    n = narrow_space(space, pairs, None, top_quantile=top_quantile)
+    assert n.settings["n_top"] == n_top

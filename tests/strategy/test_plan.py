@@ -148,6 +148,56 @@ def test_impossible_budget_for_explore() -> None:
     plan(need, max_fidelity=4, min_fidelity=4, n_seeds=1)
 
 
+def _suggested(**kwargs: object) -> float:
+    budget = kwargs.pop("budget")
+    with pytest.raises(ValueError) as info:
+        plan(budget, **kwargs)  # type: ignore[arg-type]
+    return float(str(info.value).split("at least ")[1].split(" ")[0])
+
+
+@pytest.mark.parametrize("budget", [3, 9])
+def test_suggested_budget_is_the_smallest_whole_one(budget: int) -> None:
+    # 10 epochs fit (explore gets its one run of 1); the message named 11 (bisection stopped
+    # half a unit short and rounded up).
+    need = _suggested(budget=budget, max_fidelity=1)
+    assert need == 10
+    plan(need, max_fidelity=1)
+    with pytest.raises(ValueError):
+        plan(need - 1, max_fidelity=1)
+
+
+def test_suggested_budget_is_rounded_up_for_a_float_fidelity() -> None:
+    # The smallest budget is 0.5 / 0.6 = 0.8333...; "0.833" was printed, and did not fit.
+    need = _suggested(budget=0.3, max_fidelity=0.5, n_seeds=1)
+    assert need == pytest.approx(0.834)
+    plan(need, max_fidelity=0.5, n_seeds=1)
+    with pytest.raises(
+        ValueError, match=r"needs 1 finalist\(s\) x 1 seeds x 0.5 = 0.5, it gets 0.49"
+    ):
+        plan(0.833, max_fidelity=0.5, n_seeds=1)
+
+
+@pytest.mark.parametrize(
+    "text", ["40 full-length trials", "40 full-length runs", "40 full trials"]
+)
+def test_budget_parse_reads_how_plans_write_trials(text: str) -> None:
+    assert Budget.parse(text) == Budget(40.0, "trials")
+    p = plan("40 trials", max_fidelity=20)
+    assert p.requested == "40 full-length trials"
+    assert plan(p.requested, max_fidelity=20) == p
+
+
+@pytest.mark.parametrize(("unit", "text"), [("step", "1000 steps"), ("steps", "1000 step")])
+def test_budget_parse_reads_the_unit_singular_or_plural(unit: str, text: str) -> None:
+    assert Budget.parse(text, unit=unit) == Budget(1000.0, "units")
+    assert plan(text, max_fidelity=100, unit=unit).budget == 1000
+
+
+def test_budget_parse_reads_a_trailing_point() -> None:
+    assert Budget.parse("5.") == Budget(5.0, "units")
+    assert Budget.parse("2.e2 epochs") == Budget(200.0, "units")
+
+
 def test_explicit_finalists_must_be_affordable() -> None:
     with pytest.raises(ValueError, match="3 finalist"):
         plan(100, max_fidelity=20, n_finalists=3)

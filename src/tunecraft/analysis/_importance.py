@@ -150,7 +150,10 @@ def importance(
 
     Args:
         trials: :class:`~tunecraft.FrozenTrial` records (the complete ones with a finite value
-            are used) or ``(config, value)`` pairs.
+            are used) or ``(config, value)`` pairs. A trial with a value outside ``space``
+            (run in a wider space, before narrowing) is left out, as in
+            :func:`~tunecraft.strategy.narrow_space`; keys that ``space`` does not name are
+            ignored.
         space: The search space the configs come from.
         direction: ``"minimize"`` or ``"maximize"`` (matters only for ``target="rank"``,
             where the best trial gets rank 0).
@@ -193,7 +196,7 @@ def importance(
     if len(y) < 2:
         raise InvalidParameterError(
             "The 'trials' parameter of importance must hold at least 2 complete trials with "
-            f"finite values, got {len(y)}."
+            f"finite values inside the space, got {len(y)}."
         )
     if target == "rank":
         from scipy.stats import rankdata
@@ -279,11 +282,23 @@ def _collect(trials: Sequence[Any], space: Space) -> tuple[np.ndarray, np.ndarra
             )
         if isinstance(value, bool) or not math.isfinite(float(value)):
             continue
+        if not _inside(config, space):
+            continue
         rows.append(space.to_unit(config))
         values.append(float(value))
     if not rows:
         return np.empty((0, len(space))), np.empty(0)
     return np.stack(rows), np.asarray(values, dtype=float)
+
+
+def _inside(config: Mapping[str, Any], space: Space) -> bool:
+    """Whether every active parameter ``config`` sets lies in its domain (a trial of a wider
+    space, run before it was narrowed, is left out rather than clipped to the bounds)."""
+    return all(
+        space[n].contains(config[n])
+        for n in space.names
+        if n in config and space.is_active(n, config)
+    )
 
 
 class _Cdf:

@@ -176,7 +176,7 @@ def narrow_space(
     Example:
         >>> import tunecraft as tc
         >>> space = tc.Space({"lr": tc.loguniform(1e-5, 1e-1), "wd": tc.uniform(0, 0.1)})
-        >>> pairs = [({"lr": 10 ** -e, "wd": 0.05}, abs(e - 3)) for e in (1, 2, 3, 4, 5)]
+        >>> pairs = [({"lr": 10 ** -e, "wd": 0.05}, abs(e - 2.6)) for e in (1, 2, 3, 4, 5)]
         >>> n = narrow_space(space, pairs, {"lr": 0.97, "wd": 0.03}, top_quantile=0.4, margin=0.25)
         >>> n.fixed
         {'wd': 0.05}
@@ -214,10 +214,17 @@ def narrow_space(
             f"The 'trials' parameter of {owner} must hold at least one complete trial with a "
             "finite value inside the space, got none."
         )
-    n_top = min(len(ranked), max(min_top, math.ceil(top_quantile * len(ranked))))
+    # ceil, but not of round-off: 0.07 * 100 is 7.000000000000001
+    n_top = min(len(ranked), max(min_top, math.ceil(top_quantile * len(ranked) - 1e-9)))
     top = [c for c, _ in ranked[:n_top]]
     pct = f"{100 * top_quantile:g}%"
 
+    for n, v in (importance or {}).items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or math.isnan(v):
+            raise InvalidParameterError(
+                f"The 'importance' parameter of {owner} must map names to numbers, got {v!r} "
+                f"for {n!r}."
+            )
     shares = {n: float(importance.get(n, math.inf)) for n in space.names} if importance else {}
     if spread is not None and not isinstance(spread, Mapping):
         raise TypeError(
@@ -228,9 +235,11 @@ def narrow_space(
         check_float(v, f"spread[{n!r}]", owner, low=0)
     unsure = {n: float((spread or {}).get(n, 0.0)) for n in shares}
     to_fix = {n for n, s in shares.items() if s + unsure[n] < min_importance and n not in keep_set}
+    always = None
     if importance:  # always search something: the most important parameter without a condition
         roots = [n for n in space.names if not space[n].condition]
-        to_fix.discard(max(roots, key=lambda n: shares[n]))
+        always = max(roots, key=lambda n: shares[n])
+        to_fix.discard(always)
 
     new: dict[str, Param] = {}
     fixed: dict[str, Any] = {}
@@ -266,6 +275,8 @@ def narrow_space(
             and shares[name] < min_importance <= (shares[name] + unsure[name])
         ):
             reasons[name] += f" ({share}, kept: its spread {unsure[name]:.3f} is too large)"
+        elif name == always and shares[name] + unsure[name] < min_importance:
+            reasons[name] += f" ({share}, kept: the most important parameter is always searched)"
         elif share:
             reasons[name] += f" ({share})"
         if p.condition:

@@ -45,6 +45,10 @@ _TIME_UNITS = {
     "hours": 3600.0,
 }
 _TRIAL_WORDS = ("trial", "trials", "run", "runs")
+#: How :meth:`Budget.describe` and the plan's messages write a budget in trials, read back too.
+_FULL_TRIAL_WORDS = tuple(
+    f"{full} {w}" for full in ("full", "full-length", "full length") for w in _TRIAL_WORDS
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ Budget(amount=800.0, kind='units'))
                 f"'40 trials' or '2h', or a Budget; got {value!r}."
             )
         match = re.fullmatch(
-            r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z_ -]*)\s*", value
+            r"\s*((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z_ -]*)\s*", value
         )
         if match is None:
             raise InvalidParameterError(
@@ -108,9 +112,10 @@ Budget(amount=800.0, kind='units'))
                 f"got {value!r}."
             )
         amount, word = float(match.group(1)), match.group(2).strip().lower()
-        if word in ("", "units", "unit", unit.lower(), unit.lower().rstrip("s")):
+        u = unit.strip().lower()
+        if word in ("", "units", "unit", u, u.rstrip("s"), u + "s"):  # singular or plural
             return cls(amount, "units")
-        if word in _TRIAL_WORDS or word in ("full trials", "full runs"):
+        if word in _TRIAL_WORDS or word in _FULL_TRIAL_WORDS:
             return cls(amount, "trials")
         if word in _TIME_UNITS:
             return cls(amount * _TIME_UNITS[word], "seconds")
@@ -420,7 +425,7 @@ def plan(
     rows, problem = _arithmetic(units, *args)
     if problem is not None:
         need = _minimum_budget(units, *args)
-        alt = f"{_num(need)} {unit} = {_num(need / fmax)} full-length trials"
+        alt = f"{_num_up(need)} {unit} = {_num_up(need / fmax)} full-length trials"
         if spu is not None:
             alt += f" = about {_seconds(need * spu)}"
         raise InvalidParameterError(
@@ -576,7 +581,7 @@ def _arithmetic(
         )
         return None, (
             f"validate ({shares['validate']:.0%}) needs {how} x {_num(vcost)} = "
-            f"{_num(runs * vcost)}, it gets {_num(v_allot)}"
+            f"{_num(runs * vcost)}, it gets {_num_down(v_allot)}"
         )
     v_runs = _validation_runs(k, n_seeds, race)
     v_cost = v_runs * vcost
@@ -587,7 +592,7 @@ def _arithmetic(
     if total < 1:
         return None, (
             f"explore ({shares['explore']:.0%}) needs one run of {_num(f_e)}, "
-            f"it gets {_num(e_allot)}"
+            f"it gets {_num_down(e_allot)}"
         )
     n_t = min(n_transfer, max(0, min(total - 1, max(1, total // 3))))
     n_e = total - n_t
@@ -598,7 +603,7 @@ def _arithmetic(
     if n_r < 1:
         return None, (
             f"refine ({shares['refine']:.0%}) needs one run of {_num(f_r)}, "
-            f"it gets {_num(r_allot)}"
+            f"it gets {_num_down(r_allot)}"
         )
     rows: list[PhasePlan] = []
     if n_t:
@@ -654,16 +659,24 @@ def _minimum_budget(units: float, *args: Any) -> float:
         if hi > 1e15:  # pragma: no cover - the arithmetic always fits eventually
             return hi
     lo = units
-    integer = args[2]
+    if args[2]:  # integer lengths: the smallest whole number of units that fits
+        bad, good = math.floor(lo), math.ceil(hi - _EPS)
+        while good - bad > 1:
+            middle = (bad + good) // 2
+            if _arithmetic(float(middle), *args)[1] is None:
+                good = middle
+            else:
+                bad = middle
+        return float(good)
     for _ in range(200):
-        if hi - lo <= (0.5 if integer else hi * 1e-6):
+        if hi - lo <= hi * 1e-6:
             break
         mid = (lo + hi) / 2
         if _arithmetic(mid, *args)[1] is None:
             hi = mid
         else:
             lo = mid
-    return float(math.ceil(hi - _EPS)) if integer else hi
+    return hi
 
 
 def _is_int(value: Any) -> bool:
@@ -688,6 +701,24 @@ def _num(x: float) -> str:
     if abs(x - round(x)) < 1e-9 and abs(x) < 1e7:
         return str(round(x))
     return f"{x:.3g}"
+
+
+def _num_up(x: float) -> str:
+    """:func:`_num`, rounded up rather than to the nearest (a budget that suffices)."""
+    text = _num(x)
+    if float(text) >= x or x <= 0:
+        return text
+    scale = 10.0 ** (math.floor(math.log10(x)) - 2)  # the third significant digit
+    return _num(math.ceil(x / scale - _EPS) * scale)
+
+
+def _num_down(x: float) -> str:
+    """:func:`_num`, rounded down (what a phase gets, so it never reads as what it needs)."""
+    text = _num(x)
+    if float(text) <= x or x <= 0:
+        return text
+    scale = 10.0 ** (math.floor(math.log10(x)) - 2)
+    return _num(math.floor(x / scale + _EPS) * scale)
 
 
 def _percent(share: float) -> str:
