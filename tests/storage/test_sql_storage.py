@@ -16,6 +16,7 @@ from tunecraft.exceptions import (
     MissingDependencyError,
     SchemaVersionError,
     StorageError,
+    StudyNotFoundError,
     TunecraftError,
 )
 from tunecraft.storage import MemoryStorage, get_storage
@@ -184,3 +185,125 @@ def test_processes_opening_a_new_file_together(tmp_path: Path) -> None:
     assert len(set(ids)) == 4
     with sqlite3.connect(tmp_path / "fresh.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM tunecraft_meta").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("spelling", ["sqlite+pysqlite:///{}", "SQLite:///{}"])
+def test_get_storage_accepts_a_named_driver_and_any_case(tmp_path: Path, spelling: str) -> None:
+    url = spelling.format(tmp_path / "d.db")
+    storage = get_storage(url)
+    assert isinstance(storage, SQLStorage) and storage.url == url
+    storage.create_study("driver", "minimize", {})
+    assert [s.name for s in tc.list_studies(url)] == ["driver"]
+    storage.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scheme", ["postgres+psycopg", "PostgreSQL"])
+def test_get_storage_accepts_postgres_spellings(scheme: str) -> None:
+    url = scheme + "://" + postgres_url().split("://", 1)[1]
+    storage = get_storage(url)
+    assert isinstance(storage, SQLStorage)
+    storage.list_studies()
+    storage.close()
+
+
+def test_unknown_scheme_error_hides_the_password() -> None:
+    with pytest.raises(InvalidParameterError) as excinfo:
+        get_storage("redis://user:s3cret@localhost/0")
+    assert "s3cret" not in _one_line(excinfo.value)
+
+
+def test_a_dropped_storage_closes_its_connections(tmp_path: Path) -> None:
+    """Engines sit in reference cycles: without a finalizer, ``tc.list_studies(url)`` left
+    its pooled connection (file handles, or a PostgreSQL session) open until a full gc."""
+    storage = get_storage(f"sqlite:///{tmp_path / 'drop.db'}")
+    storage.list_studies()
+    pool = storage._engine.pool  # type: ignore[attr-defined]
+    assert pool.checkedin() == 1
+    del storage
+    assert pool.checkedin() == 0
+
+
+def test_missing_study_in_memory_sqlite_names_no_url() -> None:
+    storage = get_storage("sqlite://")
+    with pytest.raises(StudyNotFoundError) as excinfo:
+        storage.get_study("absent")
+    text = _one_line(excinfo.value)
+    assert "'absent'" in text and "None" not in text and "in-memory" in text
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'steps.db'}" if request.param == "sqlite" else postgres_url()
+
+
+def test_steps_past_32_bits_round_trip(sql_url: str) -> None:
+    """A step may count samples or tokens; PostgreSQL's INTEGER stopped at 2**31 - 1."""
+    storage = get_storage(sql_url)
+    info = storage.create_study(unique_name(), "minimize", {})
+    t = storage.create_trial(info.study_id)
+    steps = [0, 2**31, 3 * 10**12, 2**63 - 1]
+    for i, step in enumerate(steps):
+        storage.report(t.trial_id, step, float(i))
+    assert storage.get_trial(t.trial_id).intermediate == {s: float(i) for i, s in enumerate(steps)}
+    assert (
+        storage.get_trials(info.study_id)[0].intermediate
+        == storage.get_trial(t.trial_id).intermediate
+    )
+    storage.delete_study(info.study_id)
+    storage.close()
+
+
+@pytest.mark.postgres
+def test_postgres_32_bit_step_column_is_widened_on_open() -> None:
+    """A database made before steps were 64 bits is widened in place, keeping its values."""
+    import sqlalchemy as sa
+
+    schema = "tc_" + unique_name("steps").replace("-", "_")
+    url = postgres_url() + f"?options=-csearch_path%3D{schema}"
+    admin = get_storage(postgres_url())
+    with admin._engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        storage = get_storage(url)
+        info = storage.create_study(unique_name(), "minimize", {})
+        t = storage.create_trial(info.study_id)
+        storage.report(t.trial_id, 7, 1.5)
+        with storage._engine.begin() as conn:  # type: ignore[attr-defined]
+            conn.exec_driver_sql("ALTER TABLE tunecraft_intermediate ALTER COLUMN step TYPE INT")
+        storage.close()
+        again = get_storage(url)
+        again.report(t.trial_id, 2**40, 2.5)
+        assert again.get_trial(t.trial_id).intermediate == {7: 1.5, 2**40: 2.5}
+        with again._engine.connect() as conn:  # type: ignore[attr-defined]
+            kind = conn.execute(
+                sa.text(
+                    "SELECT data_type FROM information_schema.columns WHERE table_schema = "
+                    ":s AND table_name = 'tunecraft_intermediate' AND column_name = 'step'"
+                ),
+                {"s": schema},
+            ).scalar()
+        assert kind == "bigint"
+        again.close()
+    finally:
+        with admin._engine.begin() as conn:  # type: ignore[attr-defined]
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+def test_error_with_a_nul_character_fails_the_trial_and_the_study_goes_on(sql_url: str) -> None:
+    """PostgreSQL text refuses NUL: recording the error raised, left the trial running and
+    stopped the study."""
+
+    def objective(trial: tc.Trial) -> float:
+        raise RuntimeError("bad bytes: " + b"ab\x00cd".decode())
+
+    study = tc.Study(
+        {"x": tc.uniform(0, 1)}, storage=sql_url, name=unique_name("nul"), sampler="random"
+    )
+    study.optimize(objective, n_trials=2)
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.FAILED] * 2
+    assert all(t.error is not None and "bad bytes: ab" in t.error for t in trials)
+    tc.delete_study(study.name, storage=study.storage)
+    study.storage.close()

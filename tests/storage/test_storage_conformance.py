@@ -73,3 +73,22 @@ class TestPostgreSQLStorage(StorageConformance, ConcurrentStorageConformance):
         s = get_storage(postgres_url())
         yield s
         s.close()
+
+
+@pytest.mark.parametrize("url", [None, "sqlite://"], ids=["memory", "sqlite"])
+def test_a_value_that_is_not_json_names_its_key_in_a_short_error(url: str | None) -> None:
+    """The error named neither the attribute nor the config, and printed the whole value."""
+    from tunecraft.exceptions import InvalidParameterError
+
+    storage = get_storage(url)
+    sid = storage.create_study("json", "minimize", {}).study_id
+    t = storage.create_trial(sid)
+    for bad in ([0.5] * 10_000 + [float("nan")], {"a": object()}):
+        with pytest.raises(InvalidParameterError) as excinfo:
+            storage.set_user_attr(t.trial_id, "curve", bad)
+        text = str(excinfo.value)
+        assert "set_user_attr" in text and "'curve'" in text and len(text) < 300, text
+        assert "\n" not in text
+    with pytest.raises(InvalidParameterError, match="config"):
+        storage.set_trial_config(t.trial_id, {"x": float("inf")})
+    assert storage.get_trial(t.trial_id).user_attrs == {}

@@ -10,15 +10,14 @@ from tunecraft.storage._memory import MemoryStorage
 
 __all__ = ["MemoryStorage", "SQLStorage", "Storage", "StudyInfo", "get_storage"]
 
-_SQL_PREFIXES = ("sqlite:", "postgresql:", "postgresql+", "postgres:", "mysql", "mariadb")
-
 
 def get_storage(storage: Storage | str | None) -> Storage:
     """Open a storage from a URL, or pass an instance through.
 
     Args:
         storage: ``None`` (a new in-memory storage), ``"sqlite:///path.db"``,
-            ``"postgresql://user@host:5432/db"``, or a :class:`Storage`.
+            ``"postgresql://user@host:5432/db"`` (a driver may be named, as in
+            ``"postgresql+psycopg://..."``), or a :class:`Storage`.
 
     Raises:
         InvalidParameterError: The URL has no known scheme.
@@ -29,13 +28,13 @@ def get_storage(storage: Storage | str | None) -> Storage:
     if isinstance(storage, Storage):
         return storage
     if isinstance(storage, str):
-        if storage.startswith(_SQL_PREFIXES):
-            from tunecraft.storage._sql import SQLStorage
+        from tunecraft.storage._sql import _KNOWN_SCHEMES, SQLStorage, _redact, _scheme
 
+        if _scheme(storage) in _KNOWN_SCHEMES:
             return SQLStorage(storage)
         raise InvalidParameterError(
             f"The 'storage' parameter must be None, a Storage or a URL such as "
-            f"'sqlite:///tunecraft.db' or 'postgresql://user@host/db', got {storage!r}."
+            f"'sqlite:///tunecraft.db' or 'postgresql://user@host/db', got {_redact(storage)!r}."
         )
     raise TypeError(
         f"The 'storage' parameter must be None, a Storage or a URL string, "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import reprlib
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Container
@@ -10,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from tunecraft.exceptions import InvalidParameterError
 from tunecraft.trial import FrozenTrial, TrialState
 
-__all__ = ["Storage", "StudyInfo", "current_worker", "utcnow"]
+__all__ = ["Storage", "StudyInfo", "current_worker", "dumps_json", "utcnow"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,16 @@ class StudyInfo:
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC (every storage records times in UTC)."""
     return datetime.now(timezone.utc)
+
+
+def dumps_json(value: Any, what: str) -> str:
+    """``value`` as strict JSON, or an error that names ``what`` and shows a short repr."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(
+            f"{what} must be JSON-serializable (no NaN or inf), got {reprlib.repr(value)}: {exc}."
+        ) from None
 
 
 def current_worker() -> str:

@@ -17,7 +17,7 @@ from tunecraft.exceptions import (
     StudyNotFoundError,
     TrialStateError,
 )
-from tunecraft.storage._base import TRANSITIONS, Storage, StudyInfo, utcnow
+from tunecraft.storage._base import TRANSITIONS, Storage, StudyInfo, dumps_json, utcnow
 from tunecraft.trial import FrozenTrial, TrialState
 
 __all__ = ["MemoryStorage"]
@@ -50,7 +50,9 @@ class MemoryStorage(Storage):
                 raise DuplicatedStudyError(f"A study named '{name}' already exists.")
             sid = self._next_study_id
             self._next_study_id += 1
-            info = StudyInfo(sid, name, direction, _json_copy(space), utcnow())
+            info = StudyInfo(
+                sid, name, direction, _json_copy(space, "create_study: the space"), utcnow()
+            )
             self._studies[sid] = info
             self._by_name[name] = sid
             self._study_trials[sid] = []
@@ -96,7 +98,7 @@ class MemoryStorage(Storage):
     ) -> FrozenTrial:
         if state not in (TrialState.RUNNING, TrialState.WAITING):
             raise TrialStateError(f"A new trial is running or waiting, not {state.value}.")
-        config = _json_copy(dict(config or {}))
+        config = _json_copy(dict(config or {}), "create_trial: the config")
         with self._lock:
             if study_id not in self._studies:
                 raise StudyNotFoundError(f"No study with id {study_id}.")
@@ -144,7 +146,7 @@ class MemoryStorage(Storage):
         return t
 
     def set_trial_config(self, trial_id: int, config: dict[str, Any]) -> None:
-        config = _json_copy(dict(config))
+        config = _json_copy(dict(config), "set_trial_config: the config")
         with self._lock:
             t = self._writable(trial_id, "set_trial_config")
             self._trials[trial_id] = replace(t, config=config)
@@ -161,7 +163,8 @@ class MemoryStorage(Storage):
             self._trials[trial_id] = replace(t, intermediate={**t.intermediate, step: value})
 
     def set_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        value = _json_copy(value)  # same rules as the SQL storage
+        # The same rules as the SQL storage.
+        value = _json_copy(value, f"set_user_attr: the value of {key!r}")
         with self._lock:
             t = self._writable(trial_id, "set_user_attr")
             self._trials[trial_id] = replace(t, user_attrs={**t.user_attrs, key: value})
@@ -224,12 +227,10 @@ class MemoryStorage(Storage):
         return [_snapshot(t) for t in trials if states is None or t.state in states]
 
 
-def _json_copy(value: Any) -> Any:
-    """A private copy of ``value`` by the SQL storage's rules: strict JSON, or an error."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(f"Value {value!r} is not JSON-serializable: {exc}.") from None
+def _json_copy(value: Any, what: str) -> Any:
+    """A private copy of ``value`` by the SQL storage's rules: strict JSON, or an error that
+    names ``what``."""
+    return json.loads(dumps_json(value, what))
 
 
 #: Exact types: anything else goes through _copy_tree, which returns what is not a container.

@@ -6,7 +6,7 @@ Schema (version :data:`SCHEMA_VERSION`, checked on open)::
     tunecraft_studies       id, name (unique), direction, space (JSON), next_number, created
     tunecraft_trials        id, study_id, number, state, config, value, user_attrs, error,
                             worker, datetime_start, datetime_complete; unique (study_id, number)
-    tunecraft_intermediate  trial_id, step, value; primary key (trial_id, step)
+    tunecraft_intermediate  trial_id, step (64-bit), value; primary key (trial_id, step)
 
 Every public method runs in one transaction. Trial numbers come from the study row's
 ``next_number`` counter, incremented by a single ``UPDATE ... RETURNING``: the database's row
@@ -30,6 +30,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Container
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
@@ -43,7 +44,8 @@ from tunecraft.exceptions import (
     StudyNotFoundError,
     TrialStateError,
 )
-from tunecraft.storage._base import TRANSITIONS, Storage, StudyInfo, utcnow
+from tunecraft.logging import get_logger
+from tunecraft.storage._base import TRANSITIONS, Storage, StudyInfo, dumps_json, utcnow
 from tunecraft.trial import FrozenTrial, TrialState
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "SQLStorage"]
 
 SCHEMA_VERSION = 1
+
+_log = get_logger("storage")
 
 _T = TypeVar("_T")
 _KNOWN_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
@@ -108,10 +112,17 @@ def _tables(sa: Any) -> tuple[Any, ...]:
             sa.ForeignKey("tunecraft_trials.id", ondelete="CASCADE"),
             primary_key=True,
         ),
-        sa.Column("step", sa.Integer, primary_key=True),
+        # 64 bits: a step may count samples or tokens seen, past 2**31 (PostgreSQL's INTEGER).
+        sa.Column("step", sa.BigInteger, primary_key=True),
         sa.Column("value", sa.Float(precision=53), nullable=False),
     )
     return md, meta, studies, trials, intermediate
+
+
+def _scheme(url: str) -> str:
+    """The dialect of a URL, lower case, without its driver: ``"postgresql"`` for
+    ``"PostgreSQL+psycopg://..."``; ``""`` when there is none."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
 
 
 def _redact(url: str) -> str:
@@ -124,13 +135,6 @@ def _to_db_time(t: datetime | None) -> datetime | None:
 
 def _from_db_time(t: datetime | None) -> datetime | None:
     return None if t is None else t.replace(tzinfo=timezone.utc)
-
-
-def _dumps(value: Any) -> str:
-    try:
-        return json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(f"Value {value!r} is not JSON-serializable: {exc}.") from None
 
 
 class _Statements:
@@ -223,7 +227,7 @@ class _Statements:
         # statement. SQLite and PostgreSQL share the upsert syntax; others delete then insert.
         src = sa.select(
             b("p_tid", type_=sa.Integer),
-            b("p_step", type_=sa.Integer),
+            b("p_step", type_=sa.BigInteger),
             b("p_value", type_=sa.Float(precision=53)),
         ).where(sa.exists().where(t.c.id == b("p_tid"), t.c.state.in_(_REPORTABLE)))
         self.report_delete: Any = None
@@ -269,7 +273,7 @@ class SQLStorage(Storage):
 
         if not isinstance(url, str):
             raise TypeError(f"The 'url' parameter of SQLStorage must be a str, got {url!r}.")
-        scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+        scheme = _scheme(url)
         if scheme not in _KNOWN_SCHEMES:
             raise InvalidParameterError(
                 f"The 'url' parameter of SQLStorage must be a database URL such as "
@@ -313,6 +317,10 @@ class SQLStorage(Storage):
             ) from None
         if self._is_sqlite:
             sa_mod.event.listen(self._engine, "connect", _sqlite_on_connect)
+        # SQLAlchemy's engine sits in reference cycles, so without this a storage dropped
+        # unclosed (``tc.list_studies(url)``) would keep its file handles or server
+        # connections until the garbage collector's next full pass.
+        self._finalizer = weakref.finalize(self, _dispose, self._engine, os.getpid())
         (self._md, self._meta, self._studies, self._trials, self._inter) = _tables(sa_mod)
         self._q = _Statements(
             sa_mod, self._engine.dialect.name, self._studies, self._trials, self._inter
@@ -359,6 +367,31 @@ class SQLStorage(Storage):
                 f"Storage '{_redact(str(self.url))}' has schema version {stored}, but this "
                 f"tunecraft reads version {SCHEMA_VERSION}; use a matching tunecraft release."
             )
+        if self._engine.dialect.name == "postgresql":
+            self._widen_steps()
+
+    def _widen_steps(self) -> None:
+        """Widen the step column of a PostgreSQL database created with a 32-bit one (before
+        tunecraft made it 64 bits): the same schema version, read the same by every release.
+
+        A user not allowed to alter the table gets a warning, and steps below 2**31 work."""
+        sa = self._sa
+        sql = sa.text(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = 'tunecraft_intermediate' AND column_name = 'step'"
+        )
+        alter = "ALTER TABLE tunecraft_intermediate ALTER COLUMN step TYPE BIGINT"
+        try:
+            if self._transaction(lambda conn: conn.execute(sql).scalar(), write=None) == "integer":
+                self._transaction(lambda conn: conn.exec_driver_sql(alter), write=True)
+        except sa.exc.SQLAlchemyError as exc:
+            _log.warning(
+                "Storage '%s' stores steps as 32-bit integers and could not widen them (%s); "
+                "steps from 2**31 on will fail. The table's owner can run: %s",
+                _redact(str(self.url)),
+                _first_line(exc),
+                alter,
+            )
 
     def close(self) -> None:
         self._engine.dispose()
@@ -369,6 +402,8 @@ class SQLStorage(Storage):
         # locks and WAL). Keep the old pool referenced so garbage collection never closes them.
         self._inherited_pools = [*getattr(self, "_inherited_pools", []), self._engine.pool]
         self._engine.dispose(close=False)
+        self._finalizer.detach()  # from now on the pool is this process's own to close
+        self._finalizer = weakref.finalize(self, _dispose, self._engine, os.getpid())
 
     def __getstate__(self) -> dict[str, Any]:
         if self.url is None:
@@ -410,7 +445,7 @@ class SQLStorage(Storage):
     def create_study(self, name: str, direction: str, space: dict[str, Any]) -> StudyInfo:
         sa = self._sa
         created = utcnow()
-        space_text = _dumps(space)
+        space_text = dumps_json(space, "create_study: the space")
 
         def fn(conn: Connection) -> int:
             result = conn.execute(
@@ -450,8 +485,10 @@ class SQLStorage(Storage):
             write=None,
         )
         if row is None:
+            if self.url is None:  # in this process's memory: no URL to list it with
+                raise StudyNotFoundError(f"No study named '{name}' in this in-memory storage.")
             raise StudyNotFoundError(
-                f"No study named '{name}' in '{_redact(str(self.url))}'; "
+                f"No study named '{name}' in '{_redact(self.url)}'; "
                 "`tunecraft studies --storage URL` lists the studies there."
             )
         return self._study_info(row)
@@ -486,7 +523,7 @@ class SQLStorage(Storage):
     ) -> FrozenTrial:
         if state not in (TrialState.RUNNING, TrialState.WAITING):
             raise TrialStateError(f"A new trial is running or waiting, not {state.value}.")
-        config_text = _dumps(dict(config or {}))
+        config_text = dumps_json(dict(config or {}), "create_trial: the config")
         start = utcnow() if state is TrialState.RUNNING else None
         worker = worker if state is TrialState.RUNNING else None
         q = self._q
@@ -564,7 +601,10 @@ class SQLStorage(Storage):
         raise TrialStateError(f"{what}: trial {row.number} is {row.state}.")
 
     def set_trial_config(self, trial_id: int, config: dict[str, Any]) -> None:
-        params = {"p_tid": trial_id, "p_config": _dumps(config)}
+        params = {
+            "p_tid": trial_id,
+            "p_config": dumps_json(config, "set_trial_config: the config"),
+        }
 
         def fn(conn: Connection) -> None:
             if conn.execute(self._q.set_config, params).rowcount == 0:
@@ -588,7 +628,8 @@ class SQLStorage(Storage):
         self._run("report", fn)
 
     def set_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        value = json.loads(_dumps(value))  # stored as JSON: keep what a reader will get back
+        # Stored as JSON: keep what a reader will get back.
+        value = json.loads(dumps_json(value, f"set_user_attr: the value of {key!r}"))
         q = self._q
 
         def fn(conn: Connection) -> None:
@@ -597,7 +638,10 @@ class SQLStorage(Storage):
                 self._raise_not_open(conn, trial_id, "set_user_attr")
             attrs = json.loads(str(text))
             attrs[key] = value
-            conn.execute(q.set_user_attrs, {"p_tid": trial_id, "p_attrs": _dumps(attrs)})
+            conn.execute(
+                q.set_user_attrs,
+                {"p_tid": trial_id, "p_attrs": dumps_json(attrs, "set_user_attr: the attributes")},
+            )
 
         self._run("set_user_attr", fn)
 
@@ -617,6 +661,10 @@ class SQLStorage(Storage):
             value = float(value)
             if not math.isfinite(value):
                 raise InvalidParameterError(f"set_state: value must be finite, got {value!r}.")
+        if error is not None and "\x00" in error and self._engine.dialect.name == "postgresql":
+            # PostgreSQL's text refuses NUL; the objective's error message may hold one, and
+            # failing to record it would leave the trial running and stop the study.
+            error = error.replace("\x00", "\\x00")
         now = _to_db_time(utcnow())
         params = {
             "p_tid": trial_id,
@@ -706,6 +754,12 @@ class SQLStorage(Storage):
         return self._run("get_trials", fn, write=False)
 
 
+def _dispose(engine: Any, pid: int) -> None:
+    """Close the pooled connections of a storage no longer used, in the process that opened
+    them; a forked child that never called ``after_fork`` only forgets the parent's."""
+    engine.dispose(close=os.getpid() == pid)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0].strip() if text else type(exc).__name__
@@ -722,7 +776,13 @@ def _sqlite_path(url: str) -> str | None:
 
 
 def _driver_url(url: str) -> str:
-    """Pick an installed PostgreSQL driver for a plain ``postgresql://`` URL."""
+    """Pick an installed PostgreSQL driver for a plain ``postgresql://`` URL.
+
+    The scheme is lowered first: URL schemes ignore case, SQLAlchemy's dialect names do not.
+    """
+    if ":" in url:
+        head, rest = url.split(":", 1)
+        url = f"{head.lower()}:{rest}"
     if url.startswith(("postgresql://", "postgres://")):
         import importlib.util
 
