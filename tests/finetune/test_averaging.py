@@ -128,6 +128,15 @@ def test_checkpoint_average_survives_a_resume(tmp_path: Path) -> None:
     torch.testing.assert_close(resumed.state_dict(), whole.state_dict())
 
 
+def test_average_weights_matches_entries_by_name_not_order() -> None:
+    """A state dict rebuilt in another order holds the same entries: it averages."""
+    a, b = bn_model(0), bn_model(1)
+    reordered = dict(reversed(list(b.state_dict().items())))
+    avg = average_weights([a.state_dict(), reordered])
+    assert list(avg) == list(a.state_dict())
+    torch.testing.assert_close(avg["0.weight"], ((a[0].weight + b[0].weight) / 2).detach())
+
+
 def test_bad_averaging_inputs() -> None:
     with pytest.raises(InvalidParameterError, match="'sources' parameter of average_weights"):
         average_weights([])

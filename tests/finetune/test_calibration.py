@@ -210,3 +210,16 @@ def test_bad_temperature_inputs() -> None:
     with pytest.raises(InvalidParameterError, match="'labels' parameter of fit_temperature"):
         fit_temperature(torch.zeros(3, 2), torch.zeros(3))
     assert isinstance(reliability_diagram([[0.5, 0.5]], [0]), ReliabilityDiagram)
+
+
+@pytest.mark.parametrize("bad", [-100, -1, 3])
+def test_fit_temperature_refuses_labels_outside_the_classes(bad: int) -> None:
+    """cross_entropy silently skips -100 (its ignore_index) and fails deep on the others."""
+    logits = torch.randn(6, 3)
+    labels = torch.tensor([0, 1, 2, 0, 1, bad])
+    with pytest.raises(
+        InvalidParameterError, match=r"'labels' parameter of fit_temperature.*\[0, 2\]"
+    ):
+        fit_temperature(logits, labels)
+    with pytest.raises(InvalidParameterError, match="'labels' parameter of fit_temperature"):
+        TemperatureScaler().fit(logits, labels)

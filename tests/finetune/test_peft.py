@@ -182,6 +182,52 @@ def test_plain_module_merge_and_reload(strategy: str, tmp_path: Path) -> None:
         assert torch.allclose(merged(x), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("strategy", ["lora", "ia3", "prompt", "prefix"])
+def test_a_transformers_classification_head_trains_fully(
+    minilm: dict[str, Any], strategy: str
+) -> None:
+    """As PEFT's own SEQ_CLS models do: the new, randomly initialized classifier trains."""
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        minilm["path"], num_labels=3
+    )
+    setup = prepare(model, strategy, lr=1e-3, options=None)
+    trainable = [n for n, p in setup.model.named_parameters() if p.requires_grad]
+    head = [n for n in trainable if ".classifier." in n]
+    assert len(head) == 2 and all("modules_to_save" in n for n in head)
+    assert setup.optimized_parameters() == setup.trainable_parameters()
+    setup.model.train()
+    batch = {k: v for k, v in minilm["batch"].items() if k != "token_type_ids"}
+    logits = setup.model(**batch).logits
+    F.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).backward()
+    grads = [p.grad for n, p in setup.model.named_parameters() if n in head]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 8)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.body(x)))
+
+
+@pytest.mark.parametrize("strategy", ["lora", "ia3"])
+def test_a_plain_module_whose_head_is_unknown_needs_head(strategy: str) -> None:
+    """The default targets leave the head out; guessing none froze the new head."""
+    with pytest.raises(InvalidParameterError, match="head=") as info:
+        prepare(_Net(), strategy, lr=1e-3)
+    assert "\n" not in str(info.value)
+    setup = prepare(_Net(), strategy, lr=1e-3, head="fc")
+    trainable = {n for n, p in setup.model.named_parameters() if p.requires_grad}
+    assert any("fc.modules_to_save" in n for n in trainable)
+    assert not any(".fc." in n and ("lora_" in n or "ia3_" in n) for n in trainable)
+
+
 def test_peft_bad_input(minilm: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(InvalidParameterError, match=r"'target_modules'.*'attention_qq'"):
         prepare(_classifier(minilm), "lora", lr=1e-3, options={"target_modules": ["attention_qq"]})

@@ -293,6 +293,19 @@ def test_bad_input_is_a_one_line_error_naming_the_parameter(
     assert name in message and "\n" not in message
 
 
+@pytest.mark.parametrize("strategy", ["lora", "ia3", "full"])
+@pytest.mark.parametrize(("head", "match"), [("nope", "not a submodule"), ("1", "no parameters")])
+def test_a_bad_head_is_refused_by_every_strategy(strategy: str, head: str, match: str) -> None:
+    """The PEFT strategies used to take a typo silently and freeze the real head."""
+    with pytest.raises(InvalidParameterError, match=f"'head' parameter.*{match}"):
+        prepare(make_mlp(), strategy, lr=0.01, head=head)
+
+
+def test_options_that_are_not_a_mapping_are_refused() -> None:
+    with pytest.raises(TypeError, match="'options' parameter of prepare"):
+        prepare(make_mlp(), "full", lr=0.01, options=[("base_lr_factor", 0.5)])  # type: ignore[arg-type]
+
+
 def test_bad_lr_type_and_too_few_groups() -> None:
     with pytest.raises(InvalidParameterError, match="'lr'"):
         prepare(make_mlp(), "full", lr=0.0)
@@ -301,6 +314,26 @@ def test_bad_lr_type_and_too_few_groups() -> None:
     with pytest.raises(InvalidParameterError, match="two layer groups"):
         prepare(nn.Sequential(nn.Linear(2, 2)), "feature_extraction", lr=0.1)
     assert len(STRATEGIES) == 9
+
+
+def test_gradual_unfreezing_refuses_an_optimizer_without_the_frozen_groups() -> None:
+    """fit(optimizer="adamw") takes only the head (trainable at the start): the groups
+    unfrozen later would silently never move."""
+    train, _ = make_data()
+    setup = prepare(make_mlp(), "gradual_unfreeze", lr=0.05, options={"unfreeze_every": 1})
+    before = _snapshot(setup.model)
+    with pytest.raises(InvalidParameterError, match=r"\['0', '2'\].*make_optimizer") as info:
+        fit(
+            setup.model,
+            train,
+            loss_fn=F.cross_entropy,
+            optimizer="adamw",
+            callbacks=setup.callbacks,
+            epochs=3,
+            device="cpu",
+        )
+    assert "\n" not in str(info.value)
+    assert all(torch.equal(p, before[n]) for n, p in setup.model.named_parameters())
 
 
 def test_a_torch_scheduler_survives_gradual_unfreezing() -> None:

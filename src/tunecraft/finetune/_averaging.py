@@ -97,7 +97,7 @@ def average_weights(
     keys = list(states[0])
     out: dict[str, torch.Tensor] = {}
     for i, state in enumerate(states[1:], start=1):
-        if list(state) != keys:
+        if set(state) != set(keys):  # the order may differ (a state dict rebuilt by hand)
             extra = set(state) ^ set(keys)
             raise InvalidParameterError(
                 f"Source {i} of {owner} has other entries than source 0 (differ: "

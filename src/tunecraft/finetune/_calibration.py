@@ -272,7 +272,14 @@ def _logits_labels(logits: Any, labels: Any, owner: str) -> tuple[torch.Tensor, 
         )
     if not torch.isfinite(z).all():
         raise InvalidParameterError(f"The 'logits' parameter of {owner} must be finite.")
-    return z, y.long()
+    y = y.long()
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= z.shape[1]:  # cross_entropy would skip -100 and fail deep on others
+        raise InvalidParameterError(
+            f"The 'labels' parameter of {owner} must hold class indices in "
+            f"[0, {z.shape[1] - 1}], got values from {low} to {high}."
+        )
+    return z, y
 
 
 def fit_temperature(logits: Any, labels: Any, *, max_iter: int = 100) -> float:

@@ -90,7 +90,8 @@ def fisher_diagonal(
             operations ``vmap`` does not support).
 
     Returns:
-        ``{parameter name: tensor of the parameter's shape}``.
+        ``{parameter name: tensor of the parameter's shape and dtype}`` (summed in float32 at
+        least, so a half-precision model's Fisher does not stall over many batches).
 
     Example:
         >>> import torch
@@ -109,7 +110,11 @@ def fisher_diagonal(
     others = {n: p.detach() for n, p in params.items() if n not in tracked}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
     device = next(iter(tracked.values())).device
-    sums = {n: torch.zeros_like(p) for n, p in tracked.items()}
+    # Accumulate in float32 at least: a bfloat16 sum stalls once it is ~256 times a term.
+    sums = {
+        n: torch.zeros_like(p, dtype=torch.promote_types(p.dtype, torch.float32))
+        for n, p in tracked.items()
+    }
     count = 0
 
     def log_probs(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -141,12 +146,14 @@ def fisher_diagonal(
                 g = vmap(per_sample, in_dims=(None, 0, 0))(tracked, x, y)
                 values = {n: v.pow(2) if kind == "empirical" else v for n, v in g.items()}
                 for n in names:
-                    sums[n] += values[n].sum(0)
+                    sums[n] += values[n].sum(0, dtype=sums[n].dtype)
             else:
                 for j in range(x.shape[0]):
                     g1 = per_sample(tracked, x[j], y[j])
                     for n in names:
-                        sums[n] += g1[n].pow(2) if kind == "empirical" else g1[n]
+                        sums[n] += (g1[n].pow(2) if kind == "empirical" else g1[n]).to(
+                            sums[n].dtype
+                        )
             count += int(x.shape[0])
     finally:
         model.train(was_training)
@@ -154,7 +161,7 @@ def fisher_diagonal(
         raise InvalidParameterError(
             f"The 'data' parameter of {owner} gave no samples; pass the old task's batches."
         )
-    return {n: s / count for n, s in sums.items()}
+    return {n: (s / count).to(tracked[n].dtype) for n, s in sums.items()}
 
 
 class EWC:

@@ -232,6 +232,19 @@ def _check_targets(model: nn.Module, targets: Any, owner: str, name: str) -> lis
     return list(targets)
 
 
+def _task_heads(model: nn.Module) -> list[str] | None:
+    """The new task head of a transformers model (``...ForSequenceClassification``): the
+    children PEFT's own classification models train fully (``classifier``, ``score``,
+    ``pre_classifier``); ``None`` for a bare encoder."""
+    children = dict(model.named_children())
+    names: list[str] = [
+        n
+        for n in ("pre_classifier", "classifier", "score")
+        if n in children and any(True for _ in children[n].parameters())
+    ]
+    return names or None
+
+
 def peft_config(
     model: nn.Module,
     strategy: str,
@@ -243,8 +256,15 @@ def peft_config(
     """Build the ``peft`` config of ``strategy`` for ``model`` from resolved options."""
     peft = _peft()
     owner = f"prepare(strategy={strategy!r})"
-    save = [head] if head else None
+    save = [head] if head else (_task_heads(model) if transformer else None)
     task = "FEATURE_EXTRACTION" if transformer else None
+    defaults = strategy in ("lora", "ia3") and options["target_modules"] is None
+    if defaults and head is None and not transformer:  # the defaults leave the head out
+        raise InvalidParameterError(
+            f"{owner} cannot tell the head of {type(model).__name__} (it trains fully, "
+            "outside the adapter); pass head='<submodule name>' or "
+            "options={'target_modules': [...]}."
+        )
     if strategy == "lora":
         targets = options["target_modules"]
         if targets is None:
@@ -286,11 +306,14 @@ def peft_config(
         )
     n_virtual = options["num_virtual_tokens"]
     if strategy == "prompt":
-        return peft.PromptTuningConfig(task_type=task, num_virtual_tokens=n_virtual)
+        return peft.PromptTuningConfig(
+            task_type=task, num_virtual_tokens=n_virtual, modules_to_save=save
+        )
     return peft.PrefixTuningConfig(
         task_type=task,
         num_virtual_tokens=n_virtual,
         prefix_projection=options["prefix_projection"],
+        modules_to_save=save,
     )
 
 

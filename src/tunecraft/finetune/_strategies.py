@@ -15,8 +15,8 @@ from tunecraft.finetune._adapters import ACTIVATIONS, add_adapters
 from tunecraft.finetune._groups import (
     GroupSpec,
     LayerGroup,
+    _spec_names,
     _transformer_layout,
-    find_module_name,
     layer_groups,
 )
 from tunecraft.finetune._peft import PEFT_STRATEGIES, TextClassifier, apply_peft
@@ -124,6 +124,11 @@ def strategy_options(strategy: str, options: Mapping[str, Any] | None = None) ->
         (4, 16.0)
     """
     check_choice(strategy, "strategy", "prepare", STRATEGIES)
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(
+            f"The 'options' parameter of prepare(strategy={strategy!r}) must be a dict of "
+            f"option values, got {options!r}."
+        )
     spec = _OPTIONS[strategy]
     given = dict(options or {})
     unknown = sorted(set(given) - set(spec))
@@ -186,6 +191,23 @@ class GradualUnfreezing(Callback):
         first = len(self.groups) - self.n_trainable(epoch)
         for i, group in enumerate(self.groups):
             group.set_trainable(i >= first)
+
+    def on_fit_start(self, state: FitState) -> None:
+        """Check that the optimizer holds every group, so an unfrozen group really trains.
+
+        Raises:
+            InvalidParameterError: Some group's parameters are not in the optimizer (for
+                example ``fit(optimizer="adamw")``, which takes only the parameters trainable
+                at the start).
+        """
+        in_optimizer = {id(p) for g in state.optimizer.param_groups for p in g["params"]}
+        missing = [g.name for g in self.groups if any(id(p) not in in_optimizer for p in g.params)]
+        if missing:
+            raise InvalidParameterError(
+                f"GradualUnfreezing: the optimizer lacks the parameters of group(s) {missing}, "
+                "which would never train once unfrozen; pass "
+                "optimizer=setup.make_optimizer(...) (every group's parameters), not a name."
+            )
 
     def on_epoch_start(self, state: FitState) -> None:
         """Freeze and unfreeze the groups for this epoch."""
@@ -306,10 +328,13 @@ def _group_lrs(n: int, lr: float, factor: float, spread: bool) -> list[float]:
 
 
 def _head_name(model: nn.Module, head: str | nn.Module | None) -> str | None:
-    if isinstance(head, nn.Module):
-        return find_module_name(model, head)
-    if head is not None:
-        return head
+    if head is not None:  # checked as layer_groups checks it: a typo would freeze the head
+        name = _spec_names(model, head, "head")[0]
+        if not any(True for _ in model.get_submodule(name).parameters()):
+            raise InvalidParameterError(
+                f"The 'head' parameter names {name!r}, which has no parameters."
+            )
+        return name
     if isinstance(model, nn.Sequential):
         return layer_groups(model)[-1].name
     return None
@@ -364,7 +389,9 @@ def prepare(
     target, by default, a BERT-like encoder's attention (never its pooler) or a plain model's
     ``nn.Linear`` layers except the head, which trains fully. For a :class:`TextClassifier`,
     PEFT wraps the encoder and the classifier's head trains; for a plain module, the head goes
-    into PEFT's ``modules_to_save``.
+    into PEFT's ``modules_to_save`` (a plain module other than ``nn.Sequential`` needs ``head``);
+    so does a transformers model's task head (``classifier``, ``score``: what a
+    ``...ForSequenceClassification`` model adds), as in PEFT's own classification models.
 
     The model is modified in place (``requires_grad``, adapters); PEFT strategies return a
     wrapped model in :attr:`FineTuneSetup.model`.
@@ -373,7 +400,8 @@ def prepare(
         model: The pretrained model with its new head.
         strategy: One of :data:`STRATEGIES`.
         lr: The head's learning rate (the peak, when a schedule is used).
-        head: The head (a submodule or its name); default the last layer group.
+        head: The head (a submodule or its name); default the last layer group (for PEFT
+            strategies on a transformers model, its ``classifier`` or ``score``, if any).
         groups: Layer groups, base first, when they cannot be found automatically.
         options: The strategy's options (the table above); unknown keys are an error.
 
