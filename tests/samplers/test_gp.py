@@ -312,6 +312,27 @@ def test_options_are_validated_and_not_mutated() -> None:
         Acquisition(GPModel(*_mixed_data(5), np.zeros(7)), 0.0, "ucb", {"xi": 1.0})
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"optimizer_kwargs": {"n_candidates": "many"}}, TypeError, r"n_candidates'\].*an int"),
+        ({"optimizer_kwargs": {"n_candidates": 0}}, ValueError, r"n_candidates'\].*>= 1, got 0"),
+        ({"optimizer_kwargs": {"n_refine": -1}}, ValueError, r"n_refine'\].*>= 0, got -1"),
+        ({"fit_kwargs": {"n_restarts": "x"}}, TypeError, r"n_restarts'\].*an int"),
+        ({"fit_kwargs": {"max_iter": 0}}, ValueError, r"max_iter'\].*>= 1, got 0"),
+        ({"fit_kwargs": {"noise": -1.0}}, ValueError, r"noise'\].*>= 0.0, got -1.0"),
+    ],
+)
+def test_option_values_are_checked_at_construction(
+    kwargs: dict, error: type[Exception], pattern: str
+) -> None:
+    """A bad value failed only at the first model-based suggestion, deep inside the optimizer
+    (``'str' object cannot be interpreted as an integer``), or was silently replaced."""
+    with pytest.raises(error, match=r"The '(optimizer|fit)_kwargs\['.*" + pattern):
+        GPSampler(**kwargs)
+    assert GPSampler(fit_kwargs={"n_restarts": None, "noise": None}).fit_kwargs["noise"] is None
+
+
 def test_encoder_matches_the_space_transform() -> None:
     from tunecraft.testing.samplers import conformance_space
 
@@ -449,3 +470,66 @@ def test_a_proposed_point_that_is_never_observed_is_not_proposed_again() -> None
     assert abs(proposed[0] - 0.5) < 0.1  # the model's best guess first
     gaps = [abs(a - b) for i, a in enumerate(proposed) for b in proposed[:i]]
     assert min(gaps) > 1e-3, proposed
+
+
+_BLAS_CHILD = """
+import json, sys
+import tunecraft as tc  # noqa: F401  (scipy.linalg not imported yet)
+from tunecraft.samplers._gp.sampler import _BLAS, _one_blas_thread
+from threadpoolctl import ThreadpoolController
+assert "scipy.linalg" not in sys.modules
+with _one_blas_thread():
+    import scipy.linalg  # noqa: F401  (what the GP's solves use)
+    limited = sorted(lib.filepath for lib in _BLAS[0].select(user_api="blas").lib_controllers)
+blas = ThreadpoolController().select(user_api="blas")
+loaded = sorted(lib.filepath for lib in blas.lib_controllers)
+print(json.dumps([limited, loaded]))
+"""
+
+
+def test_blas_limit_covers_the_blas_that_scipy_linalg_loads() -> None:
+    """The single-thread limit must reach scipy's own OpenBLAS even when scipy.linalg is first
+    imported by the GP (threaded, a suggestion was 10x slower on a busy machine)."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _BLAS_CHILD], capture_output=True, text=True, timeout=60, check=True
+    )
+    limited, loaded = json.loads(out.stdout)
+    assert set(loaded) <= set(limited)
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-300, -1e307])
+def test_warp_outputs_stays_finite_at_extreme_scales(scale: float) -> None:
+    """Values whose squares overflow (a diverged loss of 1e200) or underflow must not turn the
+    warped outputs into nan (the GP then proposed random points, with RuntimeWarnings)."""
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) * scale
+    with np.errstate(all="raise"):
+        w = warp_outputs(y)
+    assert np.all(np.isfinite(w))
+    order = np.argsort(y, kind="stable")
+    assert np.all(np.diff(w[order]) > 0)  # the map keeps the order
+    base = warp_outputs(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) * math.copysign(1, scale))
+    np.testing.assert_allclose(w, base, atol=1e-9)
+
+
+def test_one_diverged_trial_does_not_blind_the_gp() -> None:
+    space = tc.Space({"x": tc.uniform(-2, 2)})
+    rng = np.random.default_rng(0)
+    xs = [*rng.uniform(-2, 2, 8), -1.9]
+    trials = [
+        tc.FrozenTrial(
+            number=i,
+            state=tc.TrialState.COMPLETE,
+            config={"x": float(x)},
+            value=1e200 if i == 8 else (x - 1) ** 2,
+            trial_id=i,
+        )
+        for i, x in enumerate(xs)
+    ]
+    sampler = GPSampler(seed=0, n_startup_trials=2)
+    with np.errstate(all="raise"):
+        model, _ = sampler.fit(space, History(trials, "minimize"), 9)
+    assert np.all(np.isfinite(model.y)) and np.all(np.isfinite(model.alpha))

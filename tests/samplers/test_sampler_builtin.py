@@ -182,3 +182,26 @@ def test_shuffled_grid_depends_on_seed_but_covers_the_same_points() -> None:
     b = GridSampler(shuffle=True, seed=1, n_points=10).points(space)
     assert a != b
     assert sorted(_keys(a)) == sorted(_keys(b)) == sorted(_keys(space.grid(10)))
+
+
+def test_grid_of_numpy_values_runs_and_stores_python_values() -> None:
+    """A grid written with numpy (``list(np.arange(1, 4))``) failed with "Object of type int64
+    is not JSON serializable"."""
+    import numpy as np
+
+    space = {"n": tc.integer(1, 8), "x": tc.uniform(0, 1), "c": tc.choice([1, 2])}
+    grid = {"n": list(np.arange(1, 4)), "x": list(np.linspace(0, 1, 2)), "c": [np.int64(2)]}
+    study = tc.Study(space, sampler=tc.make_sampler("grid", options={"grid": grid}))
+    study.optimize(lambda t: 0.0, n_trials=10)
+    assert len(study.trials) == 6
+    assert {(t.config["n"], t.config["x"]) for t in study.trials} == {
+        (n, x) for n in (1, 2, 3) for x in (0.0, 1.0)
+    }
+    assert all(type(t.config["n"]) is int and type(t.config["c"]) is int for t in study.trials)
+
+
+def test_grid_naming_a_parameter_the_space_lacks_says_so() -> None:
+    sampler = GridSampler({"x": [0.5], "zz": [1]})
+    space = tc.Space({"x": tc.uniform(0, 1)})
+    with pytest.raises(InvalidParameterError, match=r"unknown parameter 'zz'; the space has x"):
+        sampler.points(space)

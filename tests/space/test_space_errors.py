@@ -105,6 +105,7 @@ def test_wrong_types_raise_type_errors_naming_the_argument(
         ({"c": "choice(a, , b)"}, r"parameter 'c':.*empty argument"),
         ({"c": "choice"}, r"parameter 'c':.*is not a domain"),
         ({"n": "int(0, 10, step=3)"}, r"parameter 'n':.*step must divide"),
+        ({"n": "int(0, 10, step=2, step=5)"}, r"parameter 'n':.*option 'step' is given twice"),
         ({"x": "uniform(0, inf)"}, r"parameter 'x':.*high must be finite"),
         # conditions on missing parents, on themselves, on floats, on values never taken
         (

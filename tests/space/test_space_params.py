@@ -115,3 +115,23 @@ def test_when_merges_conditions_and_accepts_lists() -> None:
     p = tc.uniform(0, 1).when(opt=["sgd", "rmsprop"]).when(layers=2)
     assert p.condition == {"opt": ("sgd", "rmsprop"), "layers": (2,)}
     assert tc.uniform(0, 1).condition is None  # when() returned a copy
+
+
+def test_numpy_scalars_count_as_the_python_values_they_hold() -> None:
+    """``choice(list(np.linspace(...)))`` kept numpy floats, whose notation
+    ``choice(np.float64(0.1), ...)`` read back as strings; ``np.int64(2)`` was "outside"
+    ``choice(1, 2, 3)`` and ``np.arange`` options a TypeError."""
+    c = tc.choice(list(np.linspace(0.1, 0.3, 3)))
+    assert c.notation() == "choice(0.1, 0.2, 0.3)"
+    assert all(type(o) is float for o in c.options)
+    assert tc.Space.from_yaml(tc.Space({"c": c}).to_yaml())["c"].options == (0.1, 0.2, 0.3)
+    assert tc.choice(np.arange(3)).options == (0, 1, 2)
+    assert tc.choice([np.True_, np.str_("a")]).options == (True, "a")
+    ints = tc.choice([1, 2, 3])
+    assert ints.contains(np.int64(2)) and ints.index(np.int64(3)) == 2
+    assert not ints.contains(np.float64(2.0)) and not ints.contains(np.True_)
+    space = tc.Space({"c": ints, "n": tc.integer(1, 8), "m": tc.uniform(0, 1).when(c=np.int64(1))})
+    config = space.validate({"c": np.int64(1), "n": np.int64(4), "m": np.float32(0.5)})
+    assert config == {"c": 1, "n": 4, "m": 0.5}
+    assert [type(v) for v in config.values()] == [int, int, float]
+    assert space.to_dict()["m"]["when"] == {"c": [1]}

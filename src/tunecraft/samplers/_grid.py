@@ -54,11 +54,19 @@ class GridSampler(Sampler):
         if self._cache is not None and (self._cache[0] is space or self._cache[0] == space):
             return self._cache[1]
         spec = self._grid_spec
+        # the space's own grid holds valid configs in the space's order; only a grid the user
+        # gave is validated (a config at a time, which took most of the time of a large grid)
+        from_space = spec is None
         if spec is None:
             points = space.grid(self.n_points)  # type: ignore[arg-type]
         elif isinstance(spec, Mapping):
             points = [{}]
             for name, values in spec.items():
+                if name not in space:
+                    raise InvalidParameterError(
+                        f"GridSampler(grid=...): unknown parameter '{name}'; the space has "
+                        f"{', '.join(space.names)}."
+                    )
                 if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
                     raise InvalidParameterError(
                         f"GridSampler(grid=...): values of '{name}' must be a list."
@@ -68,23 +76,28 @@ class GridSampler(Sampler):
         else:
             points = [dict(p) for p in spec]
         seen: set[str] = set()
-        unique = []
+        unique, keys = [], []
         for p in points:
-            config = space.validate(p)
-            if _key(config) not in seen:
-                seen.add(_key(config))
+            config = p if from_space else space.validate(p)
+            key = _key(config)
+            if key not in seen:
+                seen.add(key)
                 unique.append(config)
+                keys.append(key)
         if self.shuffle:
             order = np.random.default_rng(self._entropy).permutation(len(unique))
-            unique = [unique[i] for i in order]
-        self._cache = (space, unique, [_key(p) for p in unique])
+            unique, keys = [unique[i] for i in order], [keys[i] for i in order]
+        self._cache = (space, unique, keys)
         return unique
 
     def _next(self, space: Space, history: History) -> dict[str, Any] | None:
         """The first point no trial (finished, running or waiting) has used."""
         points = self.points(space)
         assert self._cache is not None
-        used = {_key(t.config) for t in history.trials}
+        memo = ("GridSampler.used", id(self))
+        used = history.memo.get(memo)
+        if used is None:  # once per history: is_exhausted and suggest of one ask share it
+            used = history.memo[memo] = {_key(t.config) for t in history.trials}
         for point, key in zip(points, self._cache[2], strict=True):
             if key not in used:
                 return point

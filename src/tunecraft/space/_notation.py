@@ -133,7 +133,10 @@ def parse(text: Any) -> Param:
     for t, q in tokens:
         if not q and "=" in t:
             k, _, v = t.partition("=")
-            keywords[k.strip().lower()] = v.strip()
+            key = k.strip().lower()
+            if key in keywords:
+                raise InvalidParameterError(f"{text!r}: option {key!r} is given twice.")
+            keywords[key] = v.strip()
     if len(positional) != 2:
         raise InvalidParameterError(f"{text!r}: {kind}() takes exactly two bounds, LOW and HIGH.")
     lo_t, hi_t = positional

@@ -44,8 +44,16 @@ def _finite_real(value: Any, what: str, name: str) -> float:
     return float(value)
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (``np.float64(0.1)`` -> ``0.1``, as
+    ``np.linspace`` and ``np.arange`` give them); any other value unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _choice_key(value: ChoiceValue) -> tuple[str, ChoiceValue]:
-    """A key that tells ``True`` from ``1`` and ``1`` from ``1.0``."""
+    """A key that tells ``True`` from ``1`` and ``1`` from ``1.0`` (a numpy scalar counts as
+    the Python value it holds)."""
+    value = _plain(value)
     return (type(value).__name__, value)
 
 
@@ -112,9 +120,9 @@ class Param(ABC):
         parsed: dict[str, tuple[ChoiceValue, ...]] = {}
         for parent, values in condition.items():
             if isinstance(values, (list, tuple, set, frozenset)):
-                vals = tuple(values)
+                vals = tuple(_plain(v) for v in values)
             else:
-                vals = (values,)
+                vals = (_plain(values),)
             if not vals:
                 raise InvalidParameterError(
                     f"when({parent}=...): give at least one value of '{parent}'."
@@ -337,7 +345,7 @@ class Categorical(Param):
     def __init__(self, options: Sequence[ChoiceValue], *, condition: Condition | None = None):
         if isinstance(options, (str, bytes)) or not isinstance(options, Iterable):
             raise TypeError(f"choice(options={options!r}): options must be a list of values.")
-        opts = tuple(options)
+        opts = tuple(_plain(o) for o in options)
         what = f"choice(options={list(opts)!r})"
         if not opts:
             raise InvalidParameterError(f"{what}: options must not be empty.")

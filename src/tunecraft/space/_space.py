@@ -11,7 +11,7 @@ import numpy as np
 
 from tunecraft.exceptions import InvalidParameterError
 from tunecraft.space._notation import parse
-from tunecraft.space._params import Categorical, Int, Param, _choice_key
+from tunecraft.space._params import Categorical, Int, Param, _choice_key, _plain
 
 __all__ = ["Space"]
 
@@ -144,11 +144,12 @@ class Space(Mapping[str, Param]):
         return self._problem(config) is None
 
     def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Return a copy of ``config`` in the space's order, or raise naming what is wrong."""
+        """Return a copy of ``config`` in the space's order, numpy scalars turned into the
+        Python values they hold, or raise naming what is wrong."""
         problem = self._problem(config)
         if problem:
             raise InvalidParameterError(f"Config {dict(config)!r} is not in the space: {problem}.")
-        return {n: config[n] for n in self.names if n in config}
+        return {n: _plain(config[n]) for n in self.names if n in config}
 
     def _problem(self, config: Mapping[str, Any]) -> str | None:
         if not isinstance(config, Mapping):

@@ -66,11 +66,16 @@ def warp_outputs(y: np.ndarray) -> np.ndarray:
     """Standardize values to minimize, with a Yeo-Johnson power transform in between that
     shrinks heavy tails (large losses) so that they do not dominate the fit.
 
-    The map is increasing, so the order of the values (and so the incumbent) is kept.
+    The map is increasing, so the order of the values (and so the incumbent) is kept. Values
+    are first scaled by a power of two (exact) into ``[-1, 1]``, so that huge values (a
+    diverged loss of ``1e200``, whose square overflows) or tiny ones (whose variance
+    underflows) are standardized like any others instead of becoming nan.
     """
     y = np.asarray(y, dtype=float)
-    if len(y) < 2 or np.ptp(y) <= 0:
+    if len(y) < 2 or not y.max() > y.min():
         return np.zeros_like(y)
+    _, exponent = np.frexp(np.abs(y).max())
+    y = np.ldexp(y, -int(exponent))
     z = (y - y.mean()) / y.std()
     if len(y) >= 5:
         with np.errstate(all="ignore"):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tunecraft._validation import check_int
+from tunecraft._validation import check_float, check_int
 from tunecraft.exceptions import InvalidParameterError
 from tunecraft.samplers._base import History, Sampler
 from tunecraft.samplers._encoding import Encoder
@@ -26,6 +26,15 @@ __all__ = ["GPSampler", "finished_values", "refit_point"]
 
 _OPTIMIZER_KEYS = {"n_candidates", "n_local", "n_refine", "local_rounds"}
 _FIT_KEYS = {"n_restarts", "max_iter", "noise", "refit_growth"}
+# the least value of each int option
+_OPTION_LOW = {
+    "n_candidates": 1,
+    "n_local": 0,
+    "n_refine": 0,
+    "local_rounds": 0,
+    "n_restarts": 1,
+    "max_iter": 1,
+}
 _MAX_PRUNED_FANTASIES = 256  # the most recent pruned trials fantasized per suggestion
 _REFIT_FROM = 30  # below this many trials the hyperparameters are refitted every time
 
@@ -37,6 +46,10 @@ def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     """Run BLAS single-threaded: the GP's matrices (a few hundred rows) are far too small to
     gain from threads, and on a busy machine threaded BLAS made a suggestion 20x slower."""
     if not _BLAS:
+        # The controller sees only the BLAS libraries loaded when it is built: load scipy's
+        # own OpenBLAS (scipy.linalg, which the GP's solves use) first, or it stays threaded.
+        import scipy.linalg  # noqa: F401
+
         try:
             from threadpoolctl import ThreadpoolController
 
@@ -85,6 +98,15 @@ def _check_options(
             f"The '{name}' parameter of GPSampler takes keys {sorted(allowed)}, "
             f"got {sorted(unknown)}."
         )
+    # checked here, not at the first model-based suggestion n_startup_trials later
+    for key, value in options.items():
+        what = f"{name}[{key!r}]"
+        if key in _OPTION_LOW:
+            check_int(
+                value, what, "GPSampler", low=_OPTION_LOW[key], allow_none=key == "n_restarts"
+            )
+        elif key == "noise":
+            check_float(value, what, "GPSampler", low=0.0, allow_none=True)
     return dict(options)
 
 
@@ -241,7 +263,7 @@ class GPSampler(Sampler):
 
     def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
         trials, values = finished_values(history)
-        if len(trials) < self.n_startup(space) or np.ptp(values) <= 0:
+        if len(trials) < self.n_startup(space) or not values.max() > values.min():
             return self._startup.suggest(space, history, number)
         with _one_blas_thread():
             return self._suggest(space, history, number, trials, values)
