@@ -127,9 +127,47 @@ def test_default_artifact_dir_is_under_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     study = tc.Study(SPACE, name="my study/1")
-    assert study.artifact_dir == str(tmp_path / "tunecraft-artifacts" / "my_study_1")
+    stamp = study._info.datetime_created.strftime("%Y%m%d-%H%M%S.%f")
+    assert study.artifact_dir == str(tmp_path / "tunecraft-artifacts" / f"my_study_1-{stamp}")
     with pytest.raises(TypeError, match="'artifact_dir' parameter of Study"):
         tc.Study(SPACE, artifact_dir=3)  # type: ignore[arg-type]
+
+
+def test_studies_of_one_name_in_two_storages_keep_their_checkpoints_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both folders were ./tunecraft-artifacts/exp, so one study's trial 0 overwrote the
+    other's checkpoint, and a paused trial resumed from the wrong weights."""
+    monkeypatch.chdir(tmp_path)
+    a = tc.Study(SPACE, name="exp", storage=f"sqlite:///{tmp_path / 'a.db'}")
+    a.ask().save_checkpoint({"w": "a"})
+    b = tc.Study(SPACE, name="exp", storage=f"sqlite:///{tmp_path / 'b.db'}")
+    b.ask().save_checkpoint({"w": "b"})
+    assert a.artifact_dir != b.artifact_dir
+    # a process that opens the study by name finds the folder of the one that created it
+    again = tc.Study(name="exp", storage=f"sqlite:///{tmp_path / 'a.db'}")
+    assert again.artifact_dir == a.artifact_dir
+    with open(again.trials[0].user_attrs[CHECKPOINT_ATTR], "rb") as f:
+        assert pickle.load(f) == {"w": "a"}
+
+
+def test_pbt_copies_only_a_snapshot_the_study_recorded(tmp_path: Path) -> None:
+    """A file left at the donor's snapshot path by an older run (a study deleted and created
+    again) is not the donor's state at that step."""
+    study = tc.Study(SPACE, artifact_dir=tmp_path)
+    donor = study.ask()
+    donor.save_checkpoint({"w": 2})
+    study._snapshot(donor, 2)  # what the study keeps at a step the scheduler names
+    with open(study._checkpoint_path(donor.number, 3), "wb") as f:
+        pickle.dump({"w": "left over"}, f)
+    study.tell(donor, 1.0)
+    by_number = {0: study.trials[0]}
+    late = study.ask()
+    stale = study._copy_checkpoint(late._record, 0, by_number, step=3)
+    assert CHECKPOINT_ATTR not in stale.user_attrs
+    kept = study._copy_checkpoint(late._record, 0, by_number, step=2)
+    with open(kept.user_attrs[CHECKPOINT_ATTR], "rb") as f:
+        assert pickle.load(f) == {"w": 2}
 
 
 def test_pbt_exploit_copies_the_donor_checkpoint_and_config(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import tunecraft as tc
@@ -579,6 +580,15 @@ def test_bad_add_trial_is_rejected(
     with pytest.raises(exc, match=pattern):
         study.add_trial(*args, **kwargs)
     assert study.trials == []
+
+
+def test_numpy_integers_are_accepted_as_steps_and_values() -> None:
+    study = tc.Study({"n": tc.choice([1, 2, 3]), "x": tc.uniform(0, 1)})
+    study.add_trial({"n": 1, "x": 0.5}, 0.5, intermediate={np.int64(1): 0.7, np.int32(2): 0.5})
+    assert study.trials[0].intermediate == {1: 0.7, 2: 0.5}
+    study.enqueue({"n": np.int64(3), "x": np.float64(0.25)})
+    trial = study.ask()
+    assert trial.config == {"n": 3, "x": 0.25} and type(trial.config["n"]) is int
 
 
 def test_enqueue_with_user_attrs_sets_seed_budget_phase_and_split() -> None:

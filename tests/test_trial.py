@@ -10,7 +10,8 @@ import pytest
 
 import tunecraft as tc
 from tunecraft.exceptions import InvalidParameterError, TrialStateError
-from tunecraft.trial import FrozenTrial, TrialState, check_value
+from tunecraft.storage import MemoryStorage
+from tunecraft.trial import TRAIN_ATTR, FrozenTrial, TrialState, check_value
 
 
 def test_trial_states_and_which_are_finished() -> None:
@@ -149,6 +150,51 @@ def test_report_with_a_training_value_keeps_the_training_curve() -> None:
     assert record.train_intermediate == {1: 0.8, 3: 0.4}
     with pytest.raises(InvalidParameterError, match="train"):
         study.ask().report(0.5, step=1, train=float("nan"))
+
+
+def test_a_long_training_curve_is_written_in_batches_and_whole_at_the_end() -> None:
+    """The curve is one attribute: rewriting it at every report was quadratic in its length
+    (3000 steps: 45 s on SQLite). It is written as it grows by a quarter, and when told."""
+    storage = MemoryStorage()
+    writes: list[int] = []
+    real = storage.set_user_attr
+
+    def counting(trial_id: int, key: str, value: Any) -> None:
+        if key == TRAIN_ATTR:
+            writes.append(len(value))
+        real(trial_id, key, value)
+
+    storage.set_user_attr = counting  # type: ignore[method-assign]
+    study = tc.Study({"x": tc.uniform(0, 1)}, storage=storage)
+    trial = study.ask()
+    for step in range(1, 1001):
+        trial.report(1.0 / step, step=step, train=0.5 / step)
+    assert 1 < len(writes) < 60  # was 1000 writes of up to 1000 pairs each
+    assert sum(writes) < 6 * 1000  # linear, not quadratic, in the curve's length
+    assert writes[:4] == [1, 2, 3, 4]  # a short curve is always up to date
+    study.tell(trial.number, 0.001)  # by number: the study finds the handle's unwritten tail
+    curve = study.trials[0].train_intermediate
+    assert len(curve) == 1000 and curve[1000] == 0.5 / 1000
+
+
+def test_a_paused_trial_keeps_its_whole_training_curve_for_the_resumed_run() -> None:
+    study = tc.Study({"x": tc.uniform(0, 1)})
+    trial = study.ask()
+    for step in range(1, 40):
+        trial.report(1.0, step=step, train=float(step))
+    study.tell(trial, state="paused")
+    assert study.trials[0].train_intermediate == {s: float(s) for s in range(1, 40)}
+
+
+def test_user_attrs_read_back_as_the_storage_keeps_them() -> None:
+    """A tuple is a list in storage, and the caller's list may change after the call."""
+    study = tc.Study({"x": tc.uniform(0, 1)})
+    trial = study.ask()
+    mine = [1, 2]
+    trial.set_user_attr("t", (1, 2))
+    trial.set_user_attr("l", mine)
+    mine.append(3)
+    assert trial.user_attrs == {"t": [1, 2], "l": [1, 2]}
 
 
 def test_frozen_trial_reads_budget_seed_phase_split_from_attributes() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import numbers
 import os
 import pickle
 import re
@@ -11,6 +13,7 @@ import tempfile
 import time
 import traceback
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
@@ -26,6 +29,7 @@ from tunecraft.logging import get_logger
 from tunecraft.samplers import History, Sampler, make_sampler
 from tunecraft.schedulers import Decision, Scheduler, make_scheduler
 from tunecraft.space import Param, Space
+from tunecraft.space._params import _plain
 from tunecraft.storage import Storage, StudyInfo, get_storage
 from tunecraft.storage._base import current_worker
 from tunecraft.trial import (
@@ -65,8 +69,11 @@ class Study:
         seed: Seeds a sampler or scheduler given by name.
         load_if_exists: Continue a study of that name instead of raising.
         artifact_dir: Where trials keep checkpoints (``trial.save_checkpoint``):
-            ``<artifact_dir>/trial-<number>/``. Default: ``./tunecraft-artifacts/<name>``.
-            Paths are recorded in the storage, so a reopened study finds them.
+            ``<artifact_dir>/trial-<number>/``. Default:
+            ``./tunecraft-artifacts/<name>-<created>``, the study's creation time (UTC,
+            ``YYYYMMDD-HHMMSS.ffffff``) telling apart studies of one name in two storages, or
+            one deleted and created again. Paths are recorded in the storage, so a reopened study
+            finds them.
 
     Example:
         >>> import tunecraft as tc
@@ -145,8 +152,10 @@ class Study:
         self._artifact_dir = (
             os.path.abspath(os.fspath(artifact_dir))
             if artifact_dir is not None
-            else os.path.abspath(os.path.join("tunecraft-artifacts", _safe(self.name)))
+            else os.path.abspath(os.path.join("tunecraft-artifacts", _default_folder(info)))
         )
+        # The Trial handles this process runs, so that tell(number) finds what a handle holds.
+        self._handles: weakref.WeakValueDictionary[int, Trial] = weakref.WeakValueDictionary()
 
     # -- identity --------------------------------------------------------------------------------
     @property
@@ -294,7 +303,9 @@ class Study:
                     "leave it out."
                 )
         record = self._storage.create_trial(
-            self.study_id, state=TrialState.WAITING, config=dict(config)
+            self.study_id,
+            state=TrialState.WAITING,
+            config={k: _plain(v) for k, v in config.items()},  # np.int64(3) is stored as 3
         )
         for key, value in attrs.items():
             self._storage.set_user_attr(record.trial_id, key, value)
@@ -351,12 +362,12 @@ class Study:
             stored = check_value(value, "Study.add_trial(value=...)")
         steps: dict[int, float] = {}
         for step, v in (intermediate or {}).items():
-            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
                 raise InvalidParameterError(
                     "The 'intermediate' parameter of Study.add_trial must map int steps >= 0 "
                     f"to values, got step {step!r}."
                 )
-            steps[step] = check_value(v, "Study.add_trial(intermediate=...)")
+            steps[int(step)] = check_value(v, "Study.add_trial(intermediate=...)")
         attrs = _check_attrs(user_attrs, "Study.add_trial")
         record = self._storage.create_trial(
             self.study_id, state=TrialState.RUNNING, config=config, worker=current_worker()
@@ -431,7 +442,7 @@ class Study:
                     raise
                 self._storage.set_trial_config(record.trial_id, config)
                 record = _with(record, config=config)
-            return Trial(self, self._prepare(record))
+            return self._handle(self._prepare(record))
         history = self._sampler_history(fresh)
         if self.sampler.is_exhausted(self.space, history):
             resumed = self._resume_stranded(worker) if self.scheduler is not None else None
@@ -447,7 +458,7 @@ class Study:
             )
             raise
         self._storage.set_trial_config(record.trial_id, config)
-        return Trial(self, self._prepare(_with(record, config=config)))
+        return self._handle(self._prepare(_with(record, config=config)))
 
     def _prepare(self, record: FrozenTrial, *, new_config: bool = False) -> FrozenTrial:
         """Give a starting trial the study's default attributes and its derived config."""
@@ -517,7 +528,7 @@ class Study:
                     record, order.checkpoint_from, by_number, order.checkpoint_step
                 )
             _log.debug("Resuming trial %d (budget %s).", record.number, order.budget)
-            return Trial(self, record, resumed=True, budget=order.budget), None
+            return self._handle(record, resumed=True, budget=order.budget), None
         return None, None
 
     def _resume_stranded(self, worker: str) -> Trial | None:
@@ -551,7 +562,7 @@ class Study:
                 "would wait on for trials that will not come.",
                 record.number,
             )
-            return Trial(self, self._prepare(record), resumed=True)
+            return self._handle(self._prepare(record), resumed=True)
         return None
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -606,10 +617,19 @@ class Study:
         step: int | None = None,
     ) -> FrozenTrial:
         donor = by_number.get(donor_number)
+        latest = donor.user_attrs.get(CHECKPOINT_ATTR) if donor is not None else None
         if step is None:
-            source = donor.user_attrs.get(CHECKPOINT_ATTR) if donor is not None else None
+            source = latest
         else:  # the donor's state at that step; its latest may be further trained
-            source = self._checkpoint_path(donor_number, step)
+            kept = donor.user_attrs.get(SNAPSHOTS_ATTR) if donor is not None else None
+            # Only a copy this study recorded (not a leftover file of an older run), next to
+            # the donor's checkpoint (written by whichever process ran it, whatever its cwd).
+            folder = os.path.dirname(latest) if isinstance(latest, str) else None
+            source = (
+                os.path.join(folder, os.path.basename(self._checkpoint_path(donor_number, step)))
+                if folder and isinstance(kept, list) and step in kept
+                else None
+            )
         attrs: dict[str, Any] = {"pbt_parent": donor_number, "pbt_step": record.last_step}
         if isinstance(source, str) and os.path.exists(source):
             path = self._checkpoint_path(record.number)
@@ -666,6 +686,8 @@ class Study:
         """
         handle = trial if isinstance(trial, Trial) else None
         record = self._record_of(trial)
+        if handle is None:
+            handle = self._handles.get(record.number)
         if state is None:
             decision = handle.decision if handle is not None else "continue"
             new_state = {"stop": TrialState.PRUNED, "pause": TrialState.PAUSED}.get(
@@ -695,15 +717,23 @@ class Study:
             elif record.intermediate or (handle and handle.intermediate):
                 inter = handle.intermediate if handle else record.intermediate
                 stored_value = inter[max(inter)]
-        if handle is not None and handle._snapshot_pending is not None:
-            self._snapshot(handle, handle._snapshot_pending)  # no save after its last report
-            handle._snapshot_pending = None
+        if handle is not None:
+            handle._flush_train()  # the training curve's reports not written yet
+            if handle._snapshot_pending is not None:  # no save after its last report
+                self._snapshot(handle, handle._snapshot_pending)
+                handle._snapshot_pending = None
         finished = self._storage.set_state(
             record.trial_id, new_state, value=stored_value, error=error
         )
         if handle is not None:
             handle._update(finished)
         return finished
+
+    def _handle(self, record: FrozenTrial, **kwargs: Any) -> Trial:
+        """A new :class:`Trial` for ``record``, known to :meth:`tell` by its number."""
+        trial = Trial(self, record, **kwargs)
+        self._handles[record.number] = trial
+        return trial
 
     def _record_of(self, trial: Trial | int) -> FrozenTrial:
         if isinstance(trial, Trial):
@@ -750,6 +780,9 @@ class Study:
 
     def _set_user_attr(self, trial: Trial, key: str, value: Any) -> None:
         self._storage.set_user_attr(trial.trial_id, key, value)
+        # What a reader of the storage gets back (a tuple is a list there), not the caller's
+        # own object, which it may change afterwards.
+        value = json.loads(json.dumps(value))
         trial._update(_with(trial._record, user_attrs={**trial._record.user_attrs, key: value}))
 
     # -- recovery --------------------------------------------------------------------------------
@@ -1007,6 +1040,17 @@ def _describe(exc: BaseException, with_traceback: bool = False) -> str:
 def _safe(name: str) -> str:
     """A study name made safe as one folder name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
+
+
+def _default_folder(info: StudyInfo) -> str:
+    """The default artifact folder of a study: its name and creation time, so that a study
+    of the same name in another storage, or one created again after a delete, never reads
+    or overwrites its checkpoints. Every process reads the same time from the storage; where
+    one would not, nothing breaks: checkpoints are found by the paths recorded with them."""
+    created = info.datetime_created
+    if created is None:  # a storage that keeps no creation time
+        return _safe(info.name)
+    return f"{_safe(info.name)}-{created.strftime('%Y%m%d-%H%M%S.%f')}"
 
 
 def _atomic_write(path: str, payload: bytes) -> None:
