@@ -307,8 +307,7 @@ class Study:
             state=TrialState.WAITING,
             config={k: _plain(v) for k, v in config.items()},  # np.int64(3) is stored as 3
         )
-        for key, value in attrs.items():
-            self._storage.set_user_attr(record.trial_id, key, value)
+        self._storage.set_user_attrs(record.trial_id, attrs)
         return _with(record, user_attrs=attrs) if attrs else record
 
     def add_trial(
@@ -374,10 +373,8 @@ class Study:
         )
         # Attributes first: a crash before the state is set leaves a running trial that
         # already says what it is (the pipeline recognizes its warm-start copies by them).
-        for key, v in attrs.items():
-            self._storage.set_user_attr(record.trial_id, key, v)
-        for step in sorted(steps):
-            self._storage.report(record.trial_id, step, steps[step])
+        self._storage.set_user_attrs(record.trial_id, attrs)
+        self._storage.report_many(record.trial_id, {s: steps[s] for s in sorted(steps)})
         if stored is None and steps and new_state is TrialState.PRUNED:
             stored = steps[max(steps)]
         return self._storage.set_state(
@@ -465,8 +462,7 @@ class Study:
         attrs = {k: v for k, v in self._trial_attrs.items() if k not in record.user_attrs}
         if self._derive is not None and (new_config or CONFIG_ATTR not in record.user_attrs):
             attrs[CONFIG_ATTR] = self._derive(dict(record.config))
-        for key, value in attrs.items():
-            self._storage.set_user_attr(record.trial_id, key, value)
+        self._storage.set_user_attrs(record.trial_id, attrs)
         return _with(record, user_attrs={**record.user_attrs, **attrs}) if attrs else record
 
     def _sampler_history(self, history: History | None = None) -> History:
@@ -644,8 +640,7 @@ class Study:
                 "" if step is None else f" at step {step}",
                 record.number,
             )
-        for key, value in attrs.items():
-            self._storage.set_user_attr(record.trial_id, key, value)
+        self._storage.set_user_attrs(record.trial_id, attrs)
         return _with(record, user_attrs={**record.user_attrs, **attrs})
 
     def _complete(self, partial: Mapping[str, Any], number: int) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import os
 import reprlib
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -129,6 +129,18 @@ class Storage(ABC):
     @abstractmethod
     def set_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         """Attach a JSON-serializable value to a trial that is not finished."""
+
+    def set_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        """Attach several values at once: all or none of them, in one transaction where the
+        storage has transactions. This default calls :meth:`set_user_attr` for each."""
+        for key, value in attrs.items():
+            self.set_user_attr(trial_id, key, value)
+
+    def report_many(self, trial_id: int, values: Mapping[int, float]) -> None:
+        """Record several intermediate values at once (as :meth:`report` does each), in one
+        transaction where the storage has transactions. This default calls :meth:`report`."""
+        for step, value in values.items():
+            self.report(trial_id, step, value)
 
     @abstractmethod
     def set_state(

@@ -7,7 +7,7 @@ import json
 import math
 import threading
 from collections import deque
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -152,9 +152,7 @@ class MemoryStorage(Storage):
             self._trials[trial_id] = replace(t, config=config)
 
     def report(self, trial_id: int, step: int, value: float) -> None:
-        value = float(value)
-        if not math.isfinite(value):
-            raise InvalidParameterError(f"report: value must be finite, got {value!r}.")
+        value = _finite(value, "report")
         step = int(step)
         with self._lock:
             t = self._get(trial_id)
@@ -163,11 +161,25 @@ class MemoryStorage(Storage):
             self._trials[trial_id] = replace(t, intermediate={**t.intermediate, step: value})
 
     def set_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._set_attrs(trial_id, {key: value}, "set_user_attr")
+
+    def set_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        self._set_attrs(trial_id, attrs, "set_user_attrs")
+
+    def _set_attrs(self, trial_id: int, attrs: Mapping[str, Any], what: str) -> None:
         # The same rules as the SQL storage.
-        value = _json_copy(value, f"set_user_attr: the value of {key!r}")
+        new = {k: _json_copy(v, f"{what}: the value of {k!r}") for k, v in attrs.items()}
         with self._lock:
-            t = self._writable(trial_id, "set_user_attr")
-            self._trials[trial_id] = replace(t, user_attrs={**t.user_attrs, key: value})
+            t = self._writable(trial_id, what)
+            self._trials[trial_id] = replace(t, user_attrs={**t.user_attrs, **new})
+
+    def report_many(self, trial_id: int, values: Mapping[int, float]) -> None:
+        checked = {int(step): _finite(value, "report_many") for step, value in values.items()}
+        with self._lock:
+            t = self._get(trial_id)
+            if t.state not in (TrialState.RUNNING, TrialState.PAUSED):
+                raise TrialStateError(f"report_many: trial {t.number} is {t.state.value}.")
+            self._trials[trial_id] = replace(t, intermediate={**t.intermediate, **checked})
 
     def set_state(
         self,
@@ -225,6 +237,13 @@ class MemoryStorage(Storage):
                 raise StudyNotFoundError(f"No study with id {study_id}.")
             trials = [self._trials[tid] for tid in self._study_trials[study_id]]
         return [_snapshot(t) for t in trials if states is None or t.state in states]
+
+
+def _finite(value: Any, what: str) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidParameterError(f"{what}: value must be finite, got {value!r}.")
+    return value
 
 
 def _json_copy(value: Any, what: str) -> Any:

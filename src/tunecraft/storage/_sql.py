@@ -31,7 +31,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -613,37 +613,55 @@ class SQLStorage(Storage):
         self._run("set_trial_config", fn)
 
     def report(self, trial_id: int, step: int, value: float) -> None:
-        value = float(value)
-        if not math.isfinite(value):
-            raise InvalidParameterError(f"report: value must be finite, got {value!r}.")
-        params = {"p_tid": trial_id, "p_step": int(step), "p_value": value}
+        self._report({step: value}, trial_id, "report")
+
+    def report_many(self, trial_id: int, values: Mapping[int, float]) -> None:
+        if values:
+            self._report(values, trial_id, "report_many")
+
+    def _report(self, values: Mapping[int, float], trial_id: int, what: str) -> None:
+        rows = []
+        for step, value in values.items():
+            value = float(value)
+            if not math.isfinite(value):
+                raise InvalidParameterError(f"{what}: value must be finite, got {value!r}.")
+            rows.append({"p_tid": trial_id, "p_step": int(step), "p_value": value})
         q = self._q
 
         def fn(conn: Connection) -> None:
-            if q.report_delete is not None:
-                conn.execute(q.report_delete, params)
-            if conn.execute(q.report, params).first() is None:
-                self._raise_not_open(conn, trial_id, "report")
+            for params in rows:  # one transaction: one commit, not one a step
+                if q.report_delete is not None:
+                    conn.execute(q.report_delete, params)
+                if conn.execute(q.report, params).first() is None:
+                    self._raise_not_open(conn, trial_id, what)
 
-        self._run("report", fn)
+        self._run(what, fn)
 
     def set_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._set_attrs(trial_id, {key: value}, "set_user_attr")
+
+    def set_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        if attrs:
+            self._set_attrs(trial_id, attrs, "set_user_attrs")
+
+    def _set_attrs(self, trial_id: int, attrs: Mapping[str, Any], what: str) -> None:
         # Stored as JSON: keep what a reader will get back.
-        value = json.loads(dumps_json(value, f"set_user_attr: the value of {key!r}"))
+        new = {
+            k: json.loads(dumps_json(v, f"{what}: the value of {k!r}")) for k, v in attrs.items()
+        }
         q = self._q
 
         def fn(conn: Connection) -> None:
             text = conn.execute(q.user_attrs, {"p_tid": trial_id}).scalar()
             if text is None:
-                self._raise_not_open(conn, trial_id, "set_user_attr")
-            attrs = json.loads(str(text))
-            attrs[key] = value
+                self._raise_not_open(conn, trial_id, what)
+            stored = {**json.loads(str(text)), **new}
             conn.execute(
                 q.set_user_attrs,
-                {"p_tid": trial_id, "p_attrs": dumps_json(attrs, "set_user_attr: the attributes")},
+                {"p_tid": trial_id, "p_attrs": dumps_json(stored, f"{what}: the attributes")},
             )
 
-        self._run("set_user_attr", fn)
+        self._run(what, fn)
 
     def set_state(
         self,

@@ -317,6 +317,31 @@ class StorageConformance:
         storage.set_user_attr(waiting.trial_id, "note", "queued by hand")
         assert storage.get_trial(waiting.trial_id).user_attrs == {"note": "queued by hand"}
 
+    def test_user_attrs_and_reports_in_batches(self, storage: Storage) -> None:
+        sid = self.new_study(storage).study_id
+        t = storage.create_trial(sid)
+        storage.set_user_attr(t.trial_id, "kept", 1)
+        storage.set_user_attrs(t.trial_id, {"a": [1, 2], "kept": 2, "b": {"c": None}})
+        storage.set_user_attrs(t.trial_id, {})
+        assert _same_json(
+            storage.get_trial(t.trial_id).user_attrs, {"kept": 2, "a": [1, 2], "b": {"c": None}}
+        )
+        with pytest.raises(ValueError, match="'bad'"):  # all or nothing
+            storage.set_user_attrs(t.trial_id, {"new": 3, "bad": object()})
+        assert "new" not in storage.get_trial(t.trial_id).user_attrs
+        storage.report(t.trial_id, 1, 1.0)
+        storage.report_many(t.trial_id, {1: 0.5, 3: 0.25, 2: 0.75})
+        storage.report_many(t.trial_id, {})
+        assert storage.get_trial(t.trial_id).intermediate == {1: 0.5, 2: 0.75, 3: 0.25}
+        with pytest.raises(ValueError):
+            storage.report_many(t.trial_id, {4: 0.1, 5: math.inf})
+        assert 4 not in storage.get_trial(t.trial_id).intermediate
+        storage.set_state(t.trial_id, TrialState.COMPLETE, value=0.25)
+        with pytest.raises(TrialStateError):
+            storage.set_user_attrs(t.trial_id, {"late": 1})
+        with pytest.raises(TrialStateError):
+            storage.report_many(t.trial_id, {9: 1.0})
+
     # -- states ----------------------------------------------------------------------------------
     def test_state_transitions(self, storage: Storage) -> None:
         sid = self.new_study(storage).study_id
