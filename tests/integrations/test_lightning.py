@@ -92,3 +92,88 @@ def test_unknown_metric_names_what_was_logged() -> None:
     trainer = _trainer(TunecraftLightningCallback(trial, monitor="val_acc"), epochs=1)
     with pytest.raises(ValueError, match=r"did not log; logged: \['val_loss'\]"):
         trainer.fit(Tiny(0.1), _loader(), _loader())
+
+
+class StopOnlyAt(Scheduler):
+    """Stops (or pauses) at one step and would let the trial go on at any other."""
+
+    def __init__(self, step: int, decision: Decision = Decision.STOP) -> None:
+        self.step, self.decision = step, decision
+
+    def on_report(self, trial: Any, history: Any) -> Decision:
+        return self.decision if trial.last_step == self.step else Decision.CONTINUE
+
+
+def _fit_one(scheduler: Scheduler, **trainer_kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """Run one trial of ``Tiny``; return its record and what the objective saw."""
+    torch.set_num_threads(1)
+    study = tc.Study({"lr": tc.loguniform(1e-2, 1e-1)}, scheduler=scheduler, seed=0)
+    seen: dict[str, Any] = {}
+    options = {
+        "max_epochs": 4,
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        **trainer_kwargs,
+    }
+
+    def objective(trial: tc.Trial) -> float:
+        callback = TunecraftLightningCallback(trial, monitor="val_loss")
+        trainer = pl.Trainer(**{**options, "callbacks": [callback]})
+        trainer.fit(Tiny(trial.config["lr"]), _loader(), _loader())
+        trainer.validate(trainer.lightning_module, _loader(), verbose=False)
+        paused = getattr(callback, "paused", None)
+        seen.update(pruned=callback.pruned, paused=paused, epoch=trainer.current_epoch)
+        return float(trainer.callback_metrics["val_loss"])
+
+    study.optimize(objective, n_trials=1)
+    return study.trials[0], seen
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_pause_is_told_apart_from_a_stop() -> None:
+    record, seen = _fit_one(StopOnlyAt(1, Decision.PAUSE))
+    assert record.state is tc.TrialState.PAUSED
+    assert seen == {"pruned": False, "paused": True, "epoch": 2}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_trainer_validate_after_fit_reports_nothing() -> None:
+    record, _ = _fit_one(StopOnlyAt(99))
+    assert record.state is tc.TrialState.COMPLETE
+    assert sorted(record.intermediate) == [0, 1, 2, 3]  # not a fifth report from validate()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_no_reports_after_the_stop_while_min_epochs_keeps_training() -> None:
+    # The scheduler would say "continue" at step 2 and 3: reporting them would un-prune it.
+    record, seen = _fit_one(StopOnlyAt(1), min_epochs=4)
+    assert seen["epoch"] == 4 and seen["pruned"]
+    assert record.state is tc.TrialState.PRUNED
+    assert sorted(record.intermediate) == [0, 1]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_validation_within_epochs_reports_each_at_its_global_step() -> None:
+    # _loader() gives 2 batches an epoch: val_check_interval=1 validates after every batch.
+    record, _ = _fit_one(StopOnlyAt(99), val_check_interval=1, max_epochs=2)
+    assert sorted(record.intermediate) == [1, 2, 3, 4]
+
+
+def test_no_validation_at_all_is_a_warning() -> None:
+    study = tc.Study({"lr": tc.loguniform(1e-2, 1e-1)}, seed=0)
+    callback = TunecraftLightningCallback(study.ask(), monitor="val_loss")
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[callback],
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    with pytest.warns(UserWarning, match="reported nothing to trial 0: validation never ran"):
+        trainer.fit(Tiny(0.1), _loader(), _loader())

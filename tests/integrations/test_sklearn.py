@@ -222,6 +222,7 @@ def test_fit_params_are_split_with_the_folds() -> None:
         ({"n_jobs": 0}, "'n_jobs' parameter of cv_objective"),
         ({"fit_params": [1]}, "'fit_params' parameter of cv_objective"),
         ({"cv": [(np.arange(100), np.arange(100, 160))]}, "indices of the 150 rows of X"),
+        ({"groups": np.arange(10)}, "'groups' parameter of cv_objective .* got 10"),
     ],
 )
 def test_cv_objective_bad_input(kwargs: dict[str, Any], match: str) -> None:
@@ -324,6 +325,60 @@ def test_paused_trials_resume_from_their_checkpoint(cancer: Any, tmp_path: Any) 
     for r in resumed:  # a resumed run goes on where the paused one stopped
         earlier = [e for e in objective.records if e.number == r.number and e is not r]
         assert max(earlier[-1].steps) + 1 == r.steps[0]
+
+
+@pytest.mark.parametrize("resource", ["partial_fit", "n_estimators"])
+def test_iterative_sample_weights_follow_their_rows(resource: str) -> None:
+    # Row i has x = i and weight i + 1: every fit must get the weights of its own rows.
+    X, y = np.arange(40.0).reshape(-1, 1), np.array([0, 1] * 20)
+    fits: list[int] = []
+
+    class Weighted(ClassifierMixin, BaseEstimator):
+        def __init__(self, n_estimators: int = 1, warm_start: bool = False) -> None:
+            self.n_estimators, self.warm_start = n_estimators, warm_start
+
+        def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+            np.testing.assert_array_equal(sample_weight, X[:, 0] + 1)
+            fits.append(len(X))
+            self.classes_ = np.array([0, 1])
+            return self
+
+        def partial_fit(
+            self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+        ) -> Any:
+            return self.fit(X, y, sample_weight)
+
+        def predict(self, X: Any) -> np.ndarray:
+            return np.zeros(len(X), dtype=int)
+
+    if resource == "n_estimators":
+        del Weighted.partial_fit
+    objective = iterative_objective(
+        Weighted(),
+        X,
+        y,
+        max_iter=2,
+        resource=resource,
+        holdout=(X[:4], y[:4]),
+        fit_params={"sample_weight": np.arange(1.0, 41.0)},
+    )
+    objective(_Trial({}, split="validation"))
+    objective(_Trial({}, split="holdout"))
+    assert fits == [32, 32, 40, 40]  # 80 % of the rows, then all of them
+
+
+def test_iterative_sample_weights_with_a_validation_pair_and_a_holdout() -> None:
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match="'fit_params' parameter of iterative_objective"):
+        iterative_objective(
+            SGDClassifier(),
+            X,
+            y,
+            max_iter=2,
+            validation=(X[:10], y[:10]),
+            holdout=(X[:10], y[:10]),
+            fit_params={"sample_weight": np.ones(len(y))},
+        )
 
 
 @pytest.mark.parametrize(

@@ -180,11 +180,21 @@ def _configure(estimator: Any, config: Mapping[str, Any], seed: int | None) -> A
     return est
 
 
+def _sample_aligned(value: Any, n: int) -> bool:
+    """Whether a fit parameter has one entry per sample (``sample_weight``...)."""
+    return (
+        value is not None
+        and hasattr(value, "__len__")
+        and not isinstance(value, str)
+        and len(value) == n
+    )
+
+
 def split_params(fit_params: Mapping[str, Any], n: int, idx: np.ndarray) -> dict[str, Any]:
     """Index the sample-aligned fit parameters (``sample_weight``...) by ``idx``."""
     out: dict[str, Any] = {}
     for k, v in fit_params.items():
-        if v is not None and hasattr(v, "__len__") and not isinstance(v, str) and len(v) == n:
+        if _sample_aligned(v, n):
             out[k] = _safe_indexing(v, idx)
         else:
             out[k] = v
@@ -359,6 +369,11 @@ class CVObjective(_Objective):
                 f"The 'n_jobs' parameter of {self._owner} must be None, -1 or an int >= 1, got 0."
             )
         self.n_jobs = n_jobs
+        if groups is not None and _n_samples(groups) != _n_samples(X):
+            raise InvalidParameterError(
+                f"The 'groups' parameter of {self._owner} must have one label per row of X "
+                f"({_n_samples(X)}), got {_n_samples(groups)}."
+            )
         self.folds: list[tuple[np.ndarray, np.ndarray]] = [
             (np.asarray(tr), np.asarray(te)) for tr, te in self.cv.split(X, y, groups)
         ]
@@ -561,11 +576,21 @@ class IterativeObjective(_Objective):
         self.step_size = int(step_size)
         self.resource = self._resolve_resource(estimator, resource)
         self.classes = np.unique(y) if is_classifier(estimator) and y is not None else None
+        n = _n_samples(X)
         if isinstance(validation, (tuple, list)):
             pair = _check_holdout(validation, owner)
             assert pair is not None
             self.X_train, self.y_train = X, y
             self.X_val, self.y_val = pair
+            aligned = sorted(k for k, v in self.fit_params.items() if _sample_aligned(v, n))
+            if aligned and self.holdout is not None:
+                raise InvalidParameterError(
+                    f"The 'fit_params' parameter of {owner} has per-sample values ({aligned}) "
+                    "for the rows of X only, but the holdout split trains on X and the "
+                    "'validation' pair; give 'validation' as a fraction of X instead."
+                )
+            self.train_params = dict(self.fit_params)
+            self.final_params = dict(self.fit_params)
         elif isinstance(validation, numbers.Real) and not isinstance(validation, bool):
             if not 0 < float(validation) < 1:
                 raise InvalidParameterError(
@@ -573,9 +598,18 @@ class IterativeObjective(_Objective):
                     f"pair (X_val, y_val), got {validation!r}."
                 )
             stratify = y if self.classes is not None else None
-            self.X_train, self.X_val, self.y_train, self.y_val = train_test_split(
-                X, y, test_size=float(validation), random_state=validation_seed, stratify=stratify
+            train, val = train_test_split(
+                np.arange(n),
+                test_size=float(validation),
+                random_state=validation_seed,
+                stratify=stratify,
             )
+            self.X_train, self.X_val = _safe_indexing(X, train), _safe_indexing(X, val)
+            self.y_train = None if y is None else _safe_indexing(y, train)
+            self.y_val = None if y is None else _safe_indexing(y, val)
+            # Per-sample fit parameters (sample_weight) follow their rows.
+            self.train_params = split_params(self.fit_params, n, train)
+            self.final_params = split_params(self.fit_params, n, np.concatenate([train, val]))
         else:
             raise InvalidParameterError(
                 f"The 'validation' parameter of {owner} must be a fraction in (0, 1) or a "
@@ -614,25 +648,28 @@ class IterativeObjective(_Objective):
             )
         return resource
 
-    def _step(self, est: Any, X: Any, y: Any, units: int, first: bool) -> Any:
+    def _step(
+        self, est: Any, X: Any, y: Any, params: Mapping[str, Any], units: int, first: bool
+    ) -> Any:
         """Train ``est`` up to ``units`` fidelity units (one unit: ``step_size`` iterations)."""
         if self.resource == "partial_fit":
             for i in range(self.step_size):
                 if first and i == 0 and self.classes is not None:
-                    est.partial_fit(X, y, classes=self.classes, **self.fit_params)
+                    est.partial_fit(X, y, classes=self.classes, **params)
                 else:
-                    est.partial_fit(X, y, **self.fit_params)
+                    est.partial_fit(X, y, **params)
             return est
         est.set_params(**{self.resource: units * self.step_size, "warm_start": True})
-        est.fit(X, y, **self.fit_params)
+        est.fit(X, y, **params)
         return est
 
     def _train(
         self, config: Mapping[str, Any], seed: int | None, units: int, X: Any, y: Any
     ) -> Any:
+        """``config`` trained for ``units`` units on the search's training data ``X, y``."""
         est = _configure(self.estimator, config, seed)
         for u in range(1, units + 1):
-            est = self._step(est, X, y, u, u == 1)
+            est = self._step(est, X, y, self.train_params, u, u == 1)
         return est
 
     def _evaluate(self, trial: Any) -> float:
@@ -644,9 +681,11 @@ class IterativeObjective(_Objective):
         if final:  # train on everything the search had; score the holdout; keep both curves
             X_fit, y_fit = _concat(self.X_train, self.X_val), _concat(self.y_train, self.y_val)
             X_eval, y_eval = self.holdout  # type: ignore[misc]
+            params = self.final_params
             _mark_holdout_curve(trial)
         else:
             X_fit, y_fit, X_eval, y_eval = self.X_train, self.y_train, self.X_val, self.y_val
+            params = self.train_params
         sign = self._sign(trial)
         rec = self._record(trial, config)
         state = trial.load_checkpoint() if getattr(trial, "resumed", False) else None
@@ -657,7 +696,7 @@ class IterativeObjective(_Objective):
         score = math.nan
         for u in range(start, units + 1):
             t0 = time.perf_counter()
-            est = self._step(est, X_fit, y_fit, u, u == 1)
+            est = self._step(est, X_fit, y_fit, params, u, u == 1)
             t1 = time.perf_counter()
             score = float(self.scorer(est, X_eval, y_eval))
             rec.fit_time += t1 - t0
@@ -760,7 +799,10 @@ def iterative_objective(
         scoring: As in :func:`cv_objective`.
         direction: As in :func:`cv_objective`.
         holdout: ``(X_holdout, y_holdout)`` for the holdout split.
-        fit_params: Passed to every ``fit``/``partial_fit`` call.
+        fit_params: Passed to every ``fit``/``partial_fit`` call; arrays with one entry per
+            row of ``X`` (``sample_weight``) follow their rows into the validation split.
+            With a ``validation`` pair they weight ``X`` only, so they cannot go with a
+            ``holdout`` (whose fit trains on the validation pair too).
         validation_seed: Seeds the validation split (an int >= 0).
 
     Example:
