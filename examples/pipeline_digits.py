@@ -1,6 +1,6 @@
 """The budgeted pipeline on a real task: a small PyTorch MLP on scikit-learn's digits.
 
-Run it (about a minute on a laptop CPU)::
+Run it (about two minutes on a laptop CPU)::
 
     python examples/pipeline_digits.py
 
@@ -15,10 +15,11 @@ What happens, in the order tunecraft does it:
 4. Phase 1, explore: Sobol points over the whole space with short runs (a few epochs each);
    then the importance of each hyperparameter; unimportant ones are fixed, the rest narrowed.
 5. Phase 2, refine: Bayesian optimization with early stopping in the narrowed space.
-6. Phase 3, validate: the best configurations retrained for 30 epochs with 3 seeds each,
-   scored on the holdout. The winner is the best mean validation error of those full-length
-   runs, so the holdout error reported for it is an honest estimate (``select="holdout"``
-   would choose on the holdout itself, and report an optimistic score).
+6. Phase 3, validate: the 3 best configurations retrained for 30 epochs and scored on the
+   holdout, raced: one run each, then 2 more seeds for the best of them by that run (what the
+   race does not need goes to refine). The winner is the best mean validation error of those
+   full-length runs, so the holdout error reported for it is an honest estimate
+   (``select="holdout"`` would choose on the holdout itself, and report an optimistic score).
 
 The objective below is all a user writes: it reads ``trial.config`` (the hyperparameters),
 ``trial.budget`` (epochs to train), ``trial.seed`` and ``trial.split``.

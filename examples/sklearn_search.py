@@ -3,8 +3,8 @@
 ``TuneSearchCV`` is a drop-in for ``GridSearchCV`` / ``RandomizedSearchCV`` that spends its
 budget like an expert: a quick exploration, a narrowed refinement in which a configuration that
 is clearly worse after a fold or two is not fitted on the remaining folds, and a final
-validation of the best few configurations with several seeds on a holdout that the search
-never saw. Run it (about half a minute)::
+validation of the best few configurations (raced: one run each, then more seeds for the best
+of them) on a holdout that the search never saw. Run it (about half a minute)::
 
     python examples/sklearn_search.py
 """
