@@ -8,6 +8,10 @@ import statistics
 import subprocess
 import sys
 
+import pytest
+
+import tunecraft as tc
+
 HEAVY = ("torch", "pandas", "sqlalchemy", "scipy", "sklearn", "rich", "yaml")
 #: tunecraft's own import time (numpy already loaded) / numpy's import time, in one process.
 #: About 1.0-1.1 on an idle or a loaded machine; importing scipy or scikit-learn would be 3-10.
@@ -89,3 +93,18 @@ def test_tune_is_reachable_lazily() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_subpackages_are_reachable_lazily() -> None:
+    code = (
+        "import sys, tunecraft as tc; before = 'tunecraft.strategy' in sys.modules; "
+        "from tunecraft.strategy import BudgetedSearch; "
+        "print(before, tc.strategy.BudgetedSearch is BudgetedSearch, "
+        "callable(tc.analysis.importance))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["False", "True", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        tc.nothing  # noqa: B018

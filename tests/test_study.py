@@ -470,7 +470,7 @@ def test_report_after_the_trial_finished_is_a_state_error() -> None:
         ({"seed": 1.5}, TypeError, "'seed' parameter of Study must be an int"),
         ({"name": ""}, InvalidParameterError, "'name' parameter of Study"),
         ({"name": 3}, InvalidParameterError, "'name' parameter of Study"),
-        ({"sampler": "nope"}, InvalidParameterError, "'name' parameter of make_sampler"),
+        ({"sampler": "nope"}, InvalidParameterError, "'sampler' parameter of Study .* 'tpe'"),
         ({"sampler": 3}, TypeError, "'sampler' parameter of Study"),
         ({"scheduler": 3}, TypeError, "'scheduler' parameter of Study"),
         ({"scheduler": "nope"}, InvalidParameterError, "'scheduler' parameter"),

@@ -21,12 +21,21 @@ from tunecraft.trial import FrozenTrial, Trial, TrialState
 __version__ = "0.1.0"
 
 
+#: Subpackages imported on first access (``tc.strategy.BudgetedSearch``), as they pull in
+#: scikit-learn or torch, which ``import tunecraft`` leaves out.
+_LAZY = ("analysis", "execution", "finetune", "integrations", "strategy", "testing", "train")
+
+
 def __getattr__(name: str) -> object:
     # ``tc.tune`` without importing the pipeline (and scikit-learn) on ``import tunecraft``.
     if name == "tune":
         from tunecraft.strategy import tune
 
         return tune
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"tunecraft.{name}")
     raise AttributeError(f"module 'tunecraft' has no attribute {name!r}")
 
 

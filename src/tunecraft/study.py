@@ -26,7 +26,7 @@ from tunecraft.exceptions import (
     TrialStateError,
 )
 from tunecraft.logging import get_logger
-from tunecraft.samplers import History, Sampler, make_sampler
+from tunecraft.samplers import History, Sampler, available_samplers, make_sampler
 from tunecraft.schedulers import Decision, Scheduler, make_scheduler
 from tunecraft.space import Param, Space
 from tunecraft.space._params import _plain
@@ -984,6 +984,11 @@ def _resolve_sampler(sampler: Sampler | str, seed: int | None, *, seeds_other: b
             )
         return sampler
     if isinstance(sampler, str):
+        if sampler not in available_samplers():  # name the parameter the user gave
+            raise InvalidParameterError(
+                f"The 'sampler' parameter of Study must be a Sampler or one of: "
+                f"{', '.join(repr(n) for n in available_samplers())}; got {sampler!r}."
+            )
         return make_sampler(sampler, seed=seed)
     raise TypeError(
         f"The 'sampler' parameter of Study must be a name or a Sampler, got {sampler!r}."
