@@ -86,6 +86,23 @@ def test_narrowing_keeps_the_optimum_given_the_importance(seed):
     assert f(n.complete(opt)) == 0.0
 
 
+def test_trials_tied_with_the_top_are_kept():
+    """Quantized values (an accuracy that is 1.0 or 0.0): every trial as good as the last of
+    the top defines the ranges, not only those the stable sort happened to put first."""
+    space = tc.Space({"x": tc.uniform(0, 1), "c": tc.choice(["a", "b", "c", "d"])})
+    xs = np.linspace(0.0, 1.0, 20)
+    pairs = [({"x": float(x), "c": "abcd"[i % 4]}, float(x >= 0.5)) for i, x in enumerate(xs)]
+    n = narrow_space(space, pairs, None, direction="maximize", margin=0.0)
+    # 10 trials with x >= 0.5 score 1.0; the top 25% is 5 of them, ties bring in the rest
+    assert n.settings["n_top"] == 10
+    assert n.space["x"].low == pytest.approx(xs[10]) and n.space["x"].high == 1.0
+    assert n.space["c"].options == ("a", "b", "c", "d")
+    # all values equal: nothing tells the trials apart, the ranges span all of them
+    flat = narrow_space(space, [(c, 0.5) for c, _ in pairs], None, margin=0.0)
+    assert flat.settings["n_top"] == len(pairs)
+    assert (flat.space["x"].low, flat.space["x"].high) == (0.0, 1.0)
+
+
 def test_fixed_params_and_reasons():
     space = tc.Space(
         {"x": tc.uniform(0, 10), "y": tc.loguniform(1e-4, 1.0), "z": tc.integer(0, 9)}

@@ -7,9 +7,11 @@ The rule, applied to each parameter of the original space in order (parents firs
   value (for a conditional parameter, the best trial that sets it), else at the centre of its
   domain. The most important parameter is never fixed, so something is always searched.
 * **narrowed** otherwise: a numeric range becomes the span of the values the top
-  ``top_quantile`` of the trials used, widened by ``margin`` of the original width on each side,
-  on the parameter's own scale (log where log), inside the original bounds
-  (:meth:`tunecraft.space.Param.narrow`); a choice keeps the options seen among those trials.
+  ``top_quantile`` of the trials used (with every trial that ties the last of them, so a
+  choice among equal values is not made by the order of the trials), widened by ``margin`` of
+  the original width on each side, on the parameter's own scale (log where log), inside the
+  original bounds (:meth:`tunecraft.space.Param.narrow`); a choice keeps the options seen
+  among those trials.
 * **dropped** when it can no longer be active: its condition names a parent that was fixed at
   another value, or options the narrowed parent no longer offers.
 
@@ -154,7 +156,8 @@ def narrow_space(
         importance: ``{name: share}``, such as :func:`tunecraft.analysis.importance` returns;
             ``None`` fixes nothing and only narrows. Missing names count as important.
         direction: ``"minimize"`` or ``"maximize"``.
-        top_quantile: Share of the trials, best first, that the ranges are narrowed around.
+        top_quantile: Share of the trials, best first, that the ranges are narrowed around
+            (trials whose value ties the last of them are included).
         min_importance: Parameters with a smaller share are fixed.
         margin: Widening on each side, as a share of the original width on the unit-cube scale.
         defaults: ``{name: value}`` to fix parameters at instead of the best trial's value.
@@ -216,6 +219,8 @@ def narrow_space(
         )
     # ceil, but not of round-off: 0.07 * 100 is 7.000000000000001
     n_top = min(len(ranked), max(min_top, math.ceil(top_quantile * len(ranked) - 1e-9)))
+    while n_top < len(ranked) and ranked[n_top][1] == ranked[n_top - 1][1]:
+        n_top += 1  # a trial as good as the last of the top is in the top too
     top = [c for c, _ in ranked[:n_top]]
     pct = f"{100 * top_quantile:g}%"
 
