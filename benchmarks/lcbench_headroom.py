@@ -48,16 +48,25 @@ CHECKED = (1, 2, 3, 6, 9, 17, 27)
 
 def curves(instance: str, n: int, seed: int) -> np.ndarray:
     """Validation error (percent) of ``n`` random configurations at epochs 1-52."""
+    return sample(instance, n, seed)[1]
+
+
+def sample(instance: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random configurations (one row each, on the unit cube of the space) and their
+    validation error (percent) at epochs 1-52."""
     problem = lcbench(instance)
     space = tc.space.Space(problem.space)
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, unit = [], []
     for _ in range(n):
-        run = problem.start(space.sample(rng), 0)
+        config = space.sample(rng)
+        unit.append(space.to_unit(config))
+        run = problem.start(config, 0)
         assert isinstance(run, SurrogateRun)
         rows += [dict(run.x, epoch=e, OpenML_task_id=instance) for e in range(1, EPOCHS + 1)]
     out = _BENCHES[instance].objective_function(rows)
-    return np.array([100.0 - float(r["val_accuracy"]) for r in out]).reshape(n, EPOCHS)
+    errors = np.array([100.0 - float(r["val_accuracy"]) for r in out]).reshape(n, EPOCHS)
+    return np.asarray(unit), errors
 
 
 @dataclass
@@ -97,18 +106,83 @@ def headroom(c: np.ndarray, draws: int, seed: int) -> Headroom:
     return Headroom(target, share, 1 - (1 - share) ** (budget // EPOCHS), best, by_epoch)
 
 
+@dataclass
+class Beyond:
+    """What could look past selection on one early epoch (``--beyond``)."""
+
+    extrapolated: list[tuple[int, float, float]]  # epoch r, Spearman raw / log-linear fit
+    learnable: float  # Spearman of a forest's prediction of the final error, 1000 configs
+    halving: float  # P(target): 28 random configs to epoch 6, the best 2 of them to 52
+    proposed: float  # P(target): a forest fitted to those 28 picks 2 new configs for 52
+
+
+def beyond(x: np.ndarray, c: np.ndarray, target: float, draws: int, seed: int) -> Beyond:
+    """Two ideas past a fixed halving schedule, checked on the stored curves.
+
+    * Learning-curve extrapolation: rank configurations by a line fitted to their error
+      against log(epoch) over epochs 1..r, extended to epoch 52, instead of by the error at r.
+    * A model that proposes: the best fixed schedule on 126025 trains 28 configurations to
+      epoch 6 and 2 of them on. Here a random forest (scikit-learn) fitted to those 28
+      epoch-6 errors ranks 300 fresh random configurations, and its best 2 go to epoch 52:
+      could a model of the first 168 epochs propose better than it can select?
+    """
+    from sklearn.ensemble import RandomForestRegressor
+
+    n = len(c)
+    final = c[:, -1]
+    extrapolated = []
+    for r in (2, 3, 6, 9):
+        design = np.vstack([np.log(np.arange(1, r + 1)), np.ones(r)]).T
+        coef = np.linalg.lstsq(design, c[:, :r].T, rcond=None)[0]
+        line = coef[0] * np.log(EPOCHS) + coef[1]
+        extrapolated.append(
+            (
+                r,
+                float(spearmanr(c[:, r - 1], final).statistic),
+                float(spearmanr(line, final).statistic),
+            )
+        )
+    half = n // 2
+    forest = RandomForestRegressor(200, min_samples_leaf=3, random_state=seed)
+    forest.fit(x[:half], final[:half])
+    learnable = float(spearmanr(forest.predict(x[half:]), final[half:]).statistic)
+    rng = np.random.default_rng(seed)
+    r, m, k = 6, 28, 2
+    hits_halving = hits_proposed = 0
+    for d in range(draws):
+        seen = rng.choice(half, m, replace=False)
+        best_seen = seen[np.argsort(c[seen, r - 1], kind="stable")[:k]]
+        hits_halving += bool(final[best_seen].min() <= target)
+        model = RandomForestRegressor(100, min_samples_leaf=2, random_state=d)
+        model.fit(x[seen], c[seen, r - 1])
+        fresh = half + rng.choice(n - half, 300, replace=False)
+        picked = fresh[np.argsort(model.predict(x[fresh]), kind="stable")[:k]]
+        hits_proposed += bool(final[picked].min() <= target)
+    return Beyond(extrapolated, learnable, hits_halving / draws, hits_proposed / draws)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--instance-ids", default="3945,7593,34539,126025,126026")
     ap.add_argument("--configs", type=int, default=2000, help="random configurations drawn")
     ap.add_argument("--draws", type=int, default=2000, help="draws per halving schedule")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--beyond",
+        type=int,
+        default=0,
+        metavar="DRAWS",
+        help="also check learning-curve extrapolation and a model that proposes (see beyond())",
+    )
     args = ap.parse_args(argv)
     rows = {}
+    more = {}
     for inst in args.instance_ids.split(","):
         t0 = time.perf_counter()
-        c = curves(inst, args.configs, args.seed)
+        x, c = sample(inst, args.configs, args.seed)
         rows[inst] = headroom(c, args.draws, args.seed)
+        if args.beyond:
+            more[inst] = beyond(x, c, rows[inst].target, args.beyond, args.seed)
         print(f"{inst:>8}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     print(machine(), file=sys.stderr)
     print(
@@ -129,6 +203,21 @@ def main(argv: list[str] | None = None) -> int:
         cells = " | ".join(f"{rho:.2f} / {rec:.2f}" for _, rho, rec in h.by_epoch)
         print(f"| {inst} | {cells} |")
     print("\ncells: Spearman with epoch 52 / recall of the top third (see the docstring)")
+    if more:
+        print()
+        head = " | ".join(f"epoch {r}" for r, _, _ in next(iter(more.values())).extrapolated)
+        print(
+            f"| instance | {head} | forest on 1000 finals | 28 at epoch 6, best 2 to 52 "
+            "| a forest on those 28 proposes 2 |"
+        )
+        print("|:--|" + "--:|" * (len(more[next(iter(more))].extrapolated) + 3))
+        for inst, b in more.items():
+            cells = " | ".join(f"{raw:.2f} / {ext:.2f}" for _, raw, ext in b.extrapolated)
+            print(f"| {inst} | {cells} | {b.learnable:.2f} | {b.halving:.2f} | {b.proposed:.2f} |")
+        print(
+            "\nepoch cells: Spearman with epoch 52 of the error at that epoch / of a line in "
+            "log(epoch) through epochs 1..r extended to 52; the last two: P(target)"
+        )
     return 0
 
 

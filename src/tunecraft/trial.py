@@ -365,7 +365,8 @@ class Trial:
                 step 0 being charged ``last_step + 1``.
             train: The same metric on the training data, optional; kept as a learning curve
                 (``"tc.train"``) so the final validation can tell overfitting (validation
-                worsens while training improves) from undertraining.
+                worsens while training improves) from undertraining. The curve is written
+                to storage as it grows by a quarter and whole when the trial is told.
 
         Raises:
             ValueError: ``step`` is not an int >= 0, or a value is not a finite number.
