@@ -49,7 +49,7 @@ def _loader() -> DataLoader:
     return DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=16)
 
 
-def _trainer(callback: TunecraftLightningCallback, epochs: int) -> pl.Trainer:
+def _trainer(callback: TunecraftLightningCallback, epochs: int, **kwargs: Any) -> pl.Trainer:
     return pl.Trainer(
         max_epochs=epochs,
         callbacks=[callback],
@@ -58,6 +58,7 @@ def _trainer(callback: TunecraftLightningCallback, epochs: int) -> pl.Trainer:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        **kwargs,
     )
 
 
@@ -165,15 +166,6 @@ def test_validation_within_epochs_reports_each_at_its_global_step() -> None:
 def test_no_validation_at_all_is_a_warning() -> None:
     study = tc.Study({"lr": tc.loguniform(1e-2, 1e-1)}, seed=0)
     callback = TunecraftLightningCallback(study.ask(), monitor="val_loss")
-    trainer = pl.Trainer(
-        max_epochs=1,
-        callbacks=[callback],
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    trainer = _trainer(callback, 1, limit_val_batches=0)
     with pytest.warns(UserWarning, match="reported nothing to trial 0: validation never ran"):
         trainer.fit(Tiny(0.1), _loader(), _loader())
