@@ -446,6 +446,7 @@ class Study:
             if resumed is not None:
                 return resumed
             raise SamplerExhaustedError(f"The sampler of study '{self.name}' has nothing left.")
+        self.sampler.warm_up(self.space, history)  # before the trial's clock starts
         record = self._storage.create_trial(self.study_id, state=TrialState.RUNNING, worker=worker)
         try:
             config = self.space.validate(self.sampler.suggest(self.space, history, record.number))

@@ -72,5 +72,8 @@ class AutoSampler(Sampler):
             return self._tpe
         return self._gp
 
+    def warm_up(self, space: Space, history: History) -> None:
+        self.choose(space, history).warm_up(space, history)
+
     def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
         return self.choose(space, history).suggest(space, history, number)

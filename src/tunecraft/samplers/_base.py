@@ -106,5 +106,11 @@ class Sampler(ABC):
         """Whether the sampler has nothing left to propose (a finished grid)."""
         return False
 
+    def warm_up(self, space: Space, history: History) -> None:
+        """Load what :meth:`suggest` is about to need (a module, an engine) before the study
+        starts the trial's clock, so that a one-time cost is not charged to one trial's
+        duration. The default does nothing."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(seed={self.seed!r})"

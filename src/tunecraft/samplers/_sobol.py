@@ -49,6 +49,11 @@ class SobolSampler(Sampler):
     def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
         return space.from_unit(self._point(len(space), number))
 
+    def warm_up(self, space: Space, history: History) -> None:
+        # scipy.stats takes most of a second (more on a busy machine) to import the first
+        # time: without this, the first trial's duration included it.
+        from scipy.stats import qmc  # noqa: F401
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.update(_engine=None, _engine_key=None, _position=0)

@@ -237,6 +237,10 @@ class TPESampler(Sampler):
             self._encoders = {space: enc}
         return enc
 
+    def warm_up(self, space: Space, history: History) -> None:
+        self._startup.warm_up(space, history)
+        import scipy.special  # noqa: F401
+
     def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
         trials, values = finished_values(history)
         n = len(trials)

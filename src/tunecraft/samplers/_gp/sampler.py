@@ -261,6 +261,14 @@ class GPSampler(Sampler):
         theta = self._theta(f.cont, f.cat, values)
         return GPModel(f.cont, f.cat, warp_outputs(values), theta), enc
 
+    def warm_up(self, space: Space, history: History) -> None:
+        self._startup.warm_up(space, history)
+        # What the model's suggestions import, once: scipy.linalg, scipy.optimize and the
+        # candidates' Sobol points (scipy.stats).
+        import scipy.linalg
+        import scipy.optimize  # noqa: F401
+        from scipy.stats import qmc  # noqa: F401
+
     def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
         trials, values = finished_values(history)
         if len(trials) < self.n_startup(space) or not values.max() > values.min():
