@@ -141,6 +141,12 @@ def test_prototype_classifier_from_a_frozen_encoder() -> None:
     assert not clf(x).requires_grad  # the encoder is used frozen
     with pytest.raises(InvalidParameterError, match="no support example of classes \\[3\\]"):
         PrototypeClassifier.from_support(encoder, support, n_classes=4)
+    # a label past n_classes failed deep in torch (index_add_), and -1 counted as the last
+    with pytest.raises(InvalidParameterError, match=r"labels in \[0, 1\].*from 0 to 2"):
+        PrototypeClassifier.from_support(encoder, support, n_classes=2)
+    bad = DataLoader(TensorDataset(x[:8], torch.tensor([0, 1, 2, -1, 0, 1, 2, 0])), batch_size=8)
+    with pytest.raises(InvalidParameterError, match="from -1 to 2"):
+        PrototypeClassifier.from_support(encoder, bad)
 
 
 def test_text_zero_shot_with_label_name_embeddings() -> None:

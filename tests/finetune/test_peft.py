@@ -233,6 +233,8 @@ def test_peft_bad_input(minilm: dict[str, Any], tmp_path: Path) -> None:
         prepare(_classifier(minilm), "lora", lr=1e-3, options={"target_modules": ["attention_qq"]})
     with pytest.raises(InvalidParameterError, match="'r' parameter"):
         prepare(_classifier(minilm), "lora", lr=1e-3, options={"r": 0})
+    with pytest.raises(InvalidParameterError, match=r"'dropout' parameter .* \[0, 1\), got 1.5"):
+        TextClassifier(minilm["encoder"], 3, dropout=1.5)  # was torch's own error
     with pytest.raises(InvalidParameterError, match=r"adapter_config\.json"):
         load_adapter(make_mlp(), tmp_path)
     with pytest.raises(TypeError, match="PEFT"):

@@ -355,3 +355,12 @@ def test_a_torch_scheduler_survives_gradual_unfreezing() -> None:
             sched.step()
     assert all(p.requires_grad for p in setup.model.parameters())
     assert all("momentum_buffer" in opt.state[p] for g in opt.param_groups for p in g["params"])
+
+
+def test_gradual_unfreezing_refuses_a_state_it_did_not_write() -> None:
+    unfreeze = GradualUnfreezing(layer_groups(make_mlp()), unfreeze_every=2)
+    unfreeze.load_state_dict(unfreeze.state_dict())  # its own: fine
+    with pytest.raises(InvalidParameterError, match=r"lacks \['initial_groups', 'n_groups'"):
+        unfreeze.load_state_dict({"unfreeze_every": 2})  # was a bare KeyError
+    with pytest.raises(InvalidParameterError, match="resume with the same groups"):
+        unfreeze.load_state_dict({**unfreeze.state_dict(), "unfreeze_every": 3})

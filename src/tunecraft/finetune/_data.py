@@ -303,7 +303,13 @@ class PrototypeClassifier(nn.Module):
         emb, lab = torch.cat(embeddings), torch.cat(labels)
         if metric == "cosine":
             emb = F.normalize(emb, dim=-1)
-        k = int(lab.max()) + 1 if n_classes is None else n_classes
+        low, high = int(lab.min()), int(lab.max())
+        k = high + 1 if n_classes is None else n_classes
+        if low < 0 or high >= k:  # index_add_ would fail deep in torch, or count -1 as k-1
+            raise InvalidParameterError(
+                f"The 'data' parameter of PrototypeClassifier.from_support must hold labels in "
+                f"[0, {k - 1}] (n_classes={k}), got labels from {low} to {high}."
+            )
         sums = torch.zeros(k, emb.shape[1]).index_add_(0, lab, emb)
         counts = torch.bincount(lab, minlength=k)
         if (counts == 0).any():

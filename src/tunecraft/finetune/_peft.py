@@ -99,6 +99,10 @@ class TextClassifier(nn.Module):
         check_int(num_classes, "num_classes", "TextClassifier", low=1)
         check_choice(pooling, "pooling", "TextClassifier", _POOLINGS)
         check_float(dropout, "dropout", "TextClassifier", low=0.0)
+        if dropout >= 1:  # nn.Dropout takes p in [0, 1]; 1 would zero every feature
+            raise InvalidParameterError(
+                f"The 'dropout' parameter of TextClassifier must be in [0, 1), got {dropout!r}."
+            )
         if hidden_size is None:
             hidden_size = getattr(getattr(encoder, "config", None), "hidden_size", None)
             if hidden_size is None:

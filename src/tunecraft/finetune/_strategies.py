@@ -224,6 +224,12 @@ class GradualUnfreezing(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Check that the checkpoint was written with the same groups and schedule."""
         mine = self.state_dict()
+        missing = sorted(k for k in mine if k not in state_dict)
+        if missing:  # another callback's state, or one of an older release
+            raise InvalidParameterError(
+                f"GradualUnfreezing: the checkpoint's state lacks {missing}; it was not written "
+                "by GradualUnfreezing."
+            )
         theirs = {k: int(state_dict[k]) for k in mine}
         if theirs != mine:
             raise InvalidParameterError(
