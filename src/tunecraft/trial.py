@@ -387,9 +387,10 @@ class Trial:
             self._train[int(step)] = train
             self._train_unsaved += 1
             # The curve is one attribute: writing it whole at every report costs time
-            # quadratic in its length (3000 steps: 45 s on SQLite). It is written each time
-            # it has grown by a quarter (at every report while it is short), and when the
-            # trial ends (Study.tell): a crash loses at most its newest fifth.
+            # quadratic in its length (1500 steps on SQLite: 11 s, against 0.7 s without the
+            # curve). It is written each time it has grown by a quarter (at every report
+            # while it is short) and when the trial ends (Study.tell): a crash loses at most
+            # its newest fifth.
             if self._train_unsaved >= max(1, self._train_saved // 4):
                 self._flush_train()
 

@@ -152,13 +152,7 @@ class MemoryStorage(Storage):
             self._trials[trial_id] = replace(t, config=config)
 
     def report(self, trial_id: int, step: int, value: float) -> None:
-        value = _finite(value, "report")
-        step = int(step)
-        with self._lock:
-            t = self._get(trial_id)
-            if t.state not in (TrialState.RUNNING, TrialState.PAUSED):
-                raise TrialStateError(f"report: trial {t.number} is {t.state.value}.")
-            self._trials[trial_id] = replace(t, intermediate={**t.intermediate, step: value})
+        self._report(trial_id, {step: value}, "report")
 
     def set_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         self._set_attrs(trial_id, {key: value}, "set_user_attr")
@@ -174,11 +168,14 @@ class MemoryStorage(Storage):
             self._trials[trial_id] = replace(t, user_attrs={**t.user_attrs, **new})
 
     def report_many(self, trial_id: int, values: Mapping[int, float]) -> None:
-        checked = {int(step): _finite(value, "report_many") for step, value in values.items()}
+        self._report(trial_id, values, "report_many")
+
+    def _report(self, trial_id: int, values: Mapping[int, float], what: str) -> None:
+        checked = {int(step): _finite(value, what) for step, value in values.items()}
         with self._lock:
             t = self._get(trial_id)
             if t.state not in (TrialState.RUNNING, TrialState.PAUSED):
-                raise TrialStateError(f"report_many: trial {t.number} is {t.state.value}.")
+                raise TrialStateError(f"{what}: trial {t.number} is {t.state.value}.")
             self._trials[trial_id] = replace(t, intermediate={**t.intermediate, **checked})
 
     def set_state(

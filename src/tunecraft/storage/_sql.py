@@ -613,13 +613,13 @@ class SQLStorage(Storage):
         self._run("set_trial_config", fn)
 
     def report(self, trial_id: int, step: int, value: float) -> None:
-        self._report({step: value}, trial_id, "report")
+        self._report(trial_id, {step: value}, "report")
 
     def report_many(self, trial_id: int, values: Mapping[int, float]) -> None:
         if values:
-            self._report(values, trial_id, "report_many")
+            self._report(trial_id, values, "report_many")
 
-    def _report(self, values: Mapping[int, float], trial_id: int, what: str) -> None:
+    def _report(self, trial_id: int, values: Mapping[int, float], what: str) -> None:
         rows = []
         for step, value in values.items():
             value = float(value)
