@@ -20,6 +20,8 @@ whole learning curves once, and reports per instance:
   configurations, and the *recall* of the top third: the share of the configurations at or
   below the target that rank in the top third at ``r`` (what a rung at ``r`` with reduction
   factor 3 keeps).
+* With ``--beyond DRAWS``: whether learning-curve extrapolation or a model fitted to the short
+  runs would do better than selection (see :func:`beyond`).
 
 Run in the LCBench venv (see docs/benchmarks.md)::
 
@@ -175,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also check learning-curve extrapolation and a model that proposes (see beyond())",
     )
     args = ap.parse_args(argv)
+    for name in ("configs", "draws", "beyond"):
+        if getattr(args, name) < (0 if name == "beyond" else 1):
+            ap.error(f"--{name} must be {'>= 0' if name == 'beyond' else '>= 1'}")
     rows = {}
     more = {}
     for inst in args.instance_ids.split(","):
