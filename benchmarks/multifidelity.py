@@ -22,6 +22,10 @@ Methods, same budget of epochs (``--budget-full`` full-fidelity trainings' worth
   transferred from earlier studies on the other LCBench instances
   (:func:`lcbench_portfolio`: ``load_prior(..., select="portfolio")``, enqueued; the
   scheduler treats them like any other trial). The transfer step of the budgeted pipeline.
+* ``tc-auto+defaults``: ``tc-auto`` that first runs the defaults table's configuration
+  (:func:`tunecraft.strategy.default_config`: the parameters with well-known names at their
+  textbook values, the rest sampled), as the budgeted pipeline's transfer step does when it
+  is given no earlier studies. No knowledge of LCBench goes in.
 * ``tc-auto-stop``: ``tc-auto`` with ``variant="stopping"`` (prunes instead of pausing: for
   objectives that cannot resume; what the budgeted pipeline's refine phase uses).
 * ``tc-asha``: ASHA promotion with ``min_resource="auto"`` (the first rung chosen from the
@@ -415,6 +419,7 @@ def run_tunecraft(
     hyperband: bool = False,
     auto_options: dict[str, Any] | None = None,
     prior: int = 0,
+    defaults: bool = False,
 ) -> None:
     scheduler: Any
     if auto_options is not None:
@@ -448,6 +453,10 @@ def run_tunecraft(
             assert problem.prior is not None
             for config in problem.prior(seed, prior):
                 study.enqueue(config)
+        if defaults:
+            from tunecraft.strategy import default_config
+
+            study.enqueue(default_config(study.space))
         while not ledger.exhausted:
             trial = study.ask()
             run = trial.load_checkpoint() if trial.resumed else None
@@ -557,6 +566,15 @@ def methods(available: set[str], sampler: str) -> dict[str, Callable[..., None]]
             sampler=sampler,
             auto_options=dict(AUTO_OPTIONS),
             prior=PRIOR_K,
+        ),
+        "tc-auto+defaults": lambda p, s, led: run_tunecraft(
+            p,
+            s,
+            led,
+            min_resource=1,
+            sampler=sampler,
+            auto_options=dict(AUTO_OPTIONS),
+            defaults=True,
         ),
         "tc-asha": lambda p, s, led: run_tunecraft(
             p, s, led, min_resource="auto", sampler=sampler
