@@ -148,3 +148,32 @@ def test_in_memory_storage_with_n_jobs_is_a_clear_error(make: type[Storage]) -> 
     assert study.trials == []
     study.optimize(objective, n_trials=2, n_jobs=1)  # one process is fine
     check_finished(study.trials, 2)
+
+
+def test_a_study_pickles_for_spawned_workers_after_it_ran_trials(tmp_path: Path) -> None:
+    """The handles of the trials a process runs (a weak dictionary) made a study that had
+    asked a trial unpicklable, so ``n_jobs > 1`` under the spawn start method failed."""
+    import pickle
+
+    study = tc.Study(SPACE, storage=f"sqlite:///{tmp_path / 'p.db'}", sampler="random", seed=0)
+    running = study.ask()
+    copy = pickle.loads(pickle.dumps(study))
+    assert (copy.name, copy.study_id) == (study.name, study.study_id)
+    copy.tell(copy.ask(), 1.0)
+    study.tell(running, 2.0)  # the original keeps its own handles
+    assert [t.value for t in study.trials] == [2.0, 1.0]
+    assert [t.value for t in copy.trials] == [2.0, 1.0]
+
+
+def test_n_jobs_under_the_spawn_start_method(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mp, "get_all_start_methods", lambda: ["spawn"])
+    study = tc.Study(SPACE, storage=f"sqlite:///{tmp_path / 's.db'}", sampler="random", seed=0)
+    study.tell(study.ask(), 0.0)
+    study.optimize(_spawned_objective, n_trials=4, n_jobs=2)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5
+
+
+def _spawned_objective(trial: Trial) -> float:
+    return trial.config["x"]

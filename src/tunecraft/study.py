@@ -183,6 +183,18 @@ class Study:
         """The storage's key of the study."""
         return self._info.study_id
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A study is sent to worker processes (spawn, executors). The handles of the trials
+        # this process runs stay here: a weak dictionary does not pickle, and another
+        # process runs trials of its own.
+        state = self.__dict__.copy()
+        del state["_handles"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._handles = weakref.WeakValueDictionary()
+
     def __repr__(self) -> str:
         return f"Study(name={self.name!r}, direction={self.direction!r}, space={self.space!r})"
 
