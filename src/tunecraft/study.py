@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
+from tunecraft._heartbeat import Heartbeat
 from tunecraft._validation import check_choice, check_float, check_int
 from tunecraft.exceptions import (
     DuplicatedStudyError,
@@ -74,6 +75,18 @@ class Study:
             ``YYYYMMDD-HHMMSS.ffffff``) telling apart studies of one name in two storages, or
             one deleted and created again. Paths are recorded in the storage, so a reopened study
             finds them.
+        heartbeat_interval: Seconds between heartbeats of each trial this process runs (from
+            ``ask`` to ``tell``), recorded in the storage by a background thread. ``None``
+            (default): none. With heartbeats, a running trial whose last one is older than
+            ``grace_period`` is marked failed (``"stale: ..."``) when any process of the
+            study starts a trial, on whatever host its worker was: this is how a study shared
+            by several machines learns that one of them died. (Without heartbeats, only a
+            worker on the same host is detected, by its process id.) The storage's clock
+            measures the age (the database server's for SQL), so the hosts' clocks need not
+            agree. Give every process of the study the same settings; trials of a process
+            without heartbeats are never judged by them.
+        grace_period: Seconds without a heartbeat after which a running trial is stale; more
+            than ``heartbeat_interval``. Default: twice ``heartbeat_interval``.
 
     Example:
         >>> import tunecraft as tc
@@ -95,6 +108,8 @@ class Study:
         seed: int | None = None,
         load_if_exists: bool = False,
         artifact_dir: str | os.PathLike[str] | None = None,
+        heartbeat_interval: float | None = None,
+        grace_period: float | None = None,
     ) -> None:
         if artifact_dir is not None and not isinstance(artifact_dir, (str, os.PathLike)):
             raise TypeError(
@@ -108,6 +123,9 @@ class Study:
                 f"The 'name' parameter of Study must be a non-empty str, got {name!r}."
             )
         self._storage = get_storage(storage)
+        self._heartbeat, self._grace_period = _resolve_heartbeat(
+            self._storage, heartbeat_interval, grace_period
+        )
         self.sampler = _resolve_sampler(sampler, seed, seeds_other=isinstance(scheduler, str))
         self.scheduler = _resolve_scheduler(scheduler, seed)
         self._seed = seed
@@ -435,6 +453,8 @@ class Study:
 
     def _ask_one(self) -> Trial:
         worker = current_worker()
+        if self._heartbeat is not None:
+            self._fail_silent_trials()
         fresh: History | None = None
         if self.scheduler is not None:
             resumed, fresh = self._resume_paused(worker)
@@ -730,9 +750,13 @@ class Study:
             if handle._snapshot_pending is not None:  # no save after its last report
                 self._snapshot(handle, handle._snapshot_pending)
                 handle._snapshot_pending = None
-        finished = self._storage.set_state(
-            record.trial_id, new_state, value=stored_value, error=error
-        )
+        try:
+            finished = self._storage.set_state(
+                record.trial_id, new_state, value=stored_value, error=error
+            )
+        finally:
+            if self._heartbeat is not None:
+                self._heartbeat.stop(record.trial_id)
         if handle is not None:
             handle._update(finished)
         return finished
@@ -741,6 +765,8 @@ class Study:
         """A new :class:`Trial` for ``record``, known to :meth:`tell` by its number."""
         trial = Trial(self, record, **kwargs)
         self._handles[record.number] = trial
+        if self._heartbeat is not None:
+            self._heartbeat.start(record.trial_id)
         return trial
 
     def _record_of(self, trial: Trial | int) -> FrozenTrial:
@@ -799,10 +825,12 @@ class Study:
 
         A trial records the ``host:pid`` that runs it. Trials of a process on this host that no
         longer exists (killed, crashed) are stale. With ``all_running=True`` every running trial
-        is marked failed, for when you know no worker anywhere is alive.
+        is marked failed, for when you know no worker anywhere is alive. With heartbeats
+        (``Study(heartbeat_interval=...)``), so are the trials whose last heartbeat is older
+        than the grace period, on any host.
         """
+        failed = [] if self._heartbeat is None or all_running else self._fail_silent_trials()
         host = current_worker().rsplit(":", 1)[0]
-        failed = []
         for t in self._storage.get_trials(self.study_id, {TrialState.RUNNING}):
             worker = t.worker or ""
             w_host, _, pid = worker.rpartition(":")
@@ -821,6 +849,34 @@ class Study:
                 pass  # finished meanwhile
         if failed:
             _log.warning("Marked %d stale trial(s) failed: %s", len(failed), failed)
+        return failed
+
+    def _fail_silent_trials(self) -> list[int]:
+        """Mark failed the running trials whose last heartbeat is older than the grace period
+        (not those this process runs: it knows they are alive); return their numbers."""
+        assert self._heartbeat is not None and self._grace_period is not None
+        mine = self._heartbeat.trial_ids
+        failed = []
+        for tid, age in sorted(self._storage.heartbeat_ages(self.study_id).items()):
+            if age <= self._grace_period or tid in mine:
+                continue
+            try:
+                record = self._storage.set_state(
+                    tid,
+                    TrialState.FAILED,
+                    error=f"stale: no heartbeat for {age:.1f} s "
+                    f"(grace period {self._grace_period:g} s)",
+                    expected={TrialState.RUNNING},
+                )
+            except TrialStateError:
+                continue  # finished meanwhile
+            _log.warning(
+                "Trial %d (worker %s) sent no heartbeat for %.1f s: marked failed.",
+                record.number,
+                record.worker or "?",
+                age,
+            )
+            failed.append(record.number)
         return failed
 
     # -- optimize --------------------------------------------------------------------------------
@@ -948,8 +1004,11 @@ def load_study(
     scheduler: Scheduler | str | None = None,
     seed: int | None = None,
     artifact_dir: str | os.PathLike[str] | None = None,
+    heartbeat_interval: float | None = None,
+    grace_period: float | None = None,
 ) -> Study:
-    """Open a stored study (its space and direction come from the storage).
+    """Open a stored study (its space and direction come from the storage). The arguments
+    are :class:`Study`'s.
 
     Example:
         >>> import tunecraft as tc
@@ -973,6 +1032,8 @@ def load_study(
         name=name,
         seed=seed,
         artifact_dir=artifact_dir,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
     )
 
 
@@ -1017,6 +1078,36 @@ def _resolve_scheduler(scheduler: Scheduler | str | None, seed: int | None) -> S
         f"The 'scheduler' parameter of Study must be None, a name or a Scheduler, "
         f"got {scheduler!r}."
     )
+
+
+def _resolve_heartbeat(
+    storage: Storage, interval: float | None, grace: float | None
+) -> tuple[Heartbeat | None, float | None]:
+    interval = check_float(
+        interval, "heartbeat_interval", "Study", low=0, low_inclusive=False, allow_none=True
+    )
+    grace = check_float(
+        grace, "grace_period", "Study", low=0, low_inclusive=False, allow_none=True
+    )
+    if interval is None:
+        if grace is not None:
+            raise InvalidParameterError(
+                "Study: 'grace_period' needs 'heartbeat_interval' (the seconds between "
+                "heartbeats); pass both, or neither."
+            )
+        return None, None
+    grace = 2.0 * interval if grace is None else grace
+    if grace <= interval:
+        raise InvalidParameterError(
+            f"The 'grace_period' parameter of Study must be more than heartbeat_interval "
+            f"({interval:g} s), or a live trial is stale between two beats; got {grace:g}."
+        )
+    if type(storage).record_heartbeat is Storage.record_heartbeat:
+        raise InvalidParameterError(
+            f"Study(heartbeat_interval=...): {type(storage).__name__} does not record "
+            "heartbeats; use a built-in storage (SQLite, PostgreSQL, in memory)."
+        )
+    return Heartbeat(storage, interval), grace
 
 
 def _check_attrs(attrs: Mapping[str, Any] | None, owner: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import os
 import reprlib
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Container, Mapping
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -176,6 +176,25 @@ class Storage(ABC):
         self, study_id: int, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
         """The trials of a study ordered by number, optionally only those in ``states``."""
+
+    # -- heartbeats (optional) ------------------------------------------------------------------
+    def record_heartbeat(self, trial_ids: Sequence[int]) -> list[int]:
+        """Note, by the storage's clock, that the running trials ``trial_ids`` are alive.
+
+        Returns the ids among them that are no longer running (finished or paused meanwhile,
+        perhaps by another process), for which nothing was recorded. Moving a trial back to
+        running forgets its last heartbeat, so a resumed trial is not judged by the one it
+        had before its pause.
+
+        Optional: a storage without it cannot serve ``Study(heartbeat_interval=...)``. SQL
+        storages read the database server's clock, so the hosts' clocks need not agree.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not record heartbeats.")
+
+    def heartbeat_ages(self, study_id: int) -> dict[int, float]:
+        """Seconds since the last heartbeat of each running trial of the study that has one,
+        by trial id, measured with the clock :meth:`record_heartbeat` used."""
+        raise NotImplementedError(f"{type(self).__name__} does not record heartbeats.")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (optional)."""

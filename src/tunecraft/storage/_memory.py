@@ -6,8 +6,9 @@ import copy
 import json
 import math
 import threading
+import time
 from collections import deque
-from collections.abc import Container, Mapping
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +41,8 @@ class MemoryStorage(Storage):
         # Waiting trial ids per study, lowest number first: claiming stays O(1) as studies grow.
         self._waiting: dict[int, deque[int]] = {}
         self._trial_study: dict[int, int] = {}
+        # Last heartbeat (time.monotonic()) of running trials, by trial id.
+        self._beats: dict[int, float] = {}
         self._next_study_id = 0
         self._next_trial_id = 0
 
@@ -86,6 +89,7 @@ class MemoryStorage(Storage):
             for tid in self._study_trials.pop(study_id):
                 del self._trials[tid]
                 del self._trial_study[tid]
+                self._beats.pop(tid, None)
 
     # -- trials --------------------------------------------------------------------------------
     def create_trial(
@@ -209,6 +213,8 @@ class MemoryStorage(Storage):
                 datetime_complete=now if state.is_finished else None,
             )
             self._trials[trial_id] = t
+            if state is TrialState.RUNNING:
+                self._beats.pop(trial_id, None)  # running again: its old heartbeat says nothing
             return _snapshot(t)
 
     def resume_trial(self, trial_id: int, worker: str) -> FrozenTrial:
@@ -220,7 +226,31 @@ class MemoryStorage(Storage):
                 )
             t = replace(t, state=TrialState.RUNNING, value=None, worker=worker)
             self._trials[trial_id] = t
+            self._beats.pop(trial_id, None)
             return _snapshot(t)
+
+    def record_heartbeat(self, trial_ids: Sequence[int]) -> list[int]:
+        with self._lock:
+            now = time.monotonic()
+            gone = []
+            for tid in trial_ids:
+                t = self._trials.get(tid)
+                if t is None or t.state is not TrialState.RUNNING:
+                    gone.append(tid)
+                else:
+                    self._beats[tid] = now
+            return gone
+
+    def heartbeat_ages(self, study_id: int) -> dict[int, float]:
+        with self._lock:
+            if study_id not in self._studies:
+                raise StudyNotFoundError(f"No study with id {study_id}.")
+            now = time.monotonic()
+            return {
+                tid: now - self._beats[tid]
+                for tid in self._study_trials[study_id]
+                if tid in self._beats and self._trials[tid].state is TrialState.RUNNING
+            }
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:

@@ -7,6 +7,11 @@ Schema (version :data:`SCHEMA_VERSION`, checked on open)::
     tunecraft_trials        id, study_id, number, state, config, value, user_attrs, error,
                             worker, datetime_start, datetime_complete; unique (study_id, number)
     tunecraft_intermediate  trial_id, step (64-bit), value; primary key (trial_id, step)
+    tunecraft_heartbeats    trial_id (primary key), beat (seconds since the epoch, read off
+                            the database server's clock)
+
+The heartbeat table came after version 1 without changing it: opening a database creates the
+table when it is missing, and a release that does not know it leaves it alone.
 
 Every public method runs in one transaction. Trial numbers come from the study row's
 ``next_number`` counter, incremented by a single ``UPDATE ... RETURNING``: the database's row
@@ -31,7 +36,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -116,7 +121,28 @@ def _tables(sa: Any) -> tuple[Any, ...]:
         sa.Column("step", sa.BigInteger, primary_key=True),
         sa.Column("value", sa.Float(precision=53), nullable=False),
     )
-    return md, meta, studies, trials, intermediate
+    heartbeats = sa.Table(
+        "tunecraft_heartbeats",
+        md,
+        sa.Column(
+            "trial_id",
+            sa.Integer,
+            sa.ForeignKey("tunecraft_trials.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("beat", sa.Float(precision=53), nullable=False),
+    )
+    return md, meta, studies, trials, intermediate, heartbeats
+
+
+def _db_clock(sa: Any, dialect: str) -> Any:
+    """Seconds since the epoch by the database server's clock, as a SQL expression: every
+    host that shares the database measures heartbeats with the same clock."""
+    text = {
+        "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+        "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())",
+    }.get(dialect, "UNIX_TIMESTAMP(NOW(6))")  # MySQL and MariaDB
+    return sa.cast(sa.literal_column(text), sa.Float(precision=53))
 
 
 def _scheme(url: str) -> str:
@@ -140,8 +166,10 @@ def _from_db_time(t: datetime | None) -> datetime | None:
 class _Statements:
     """The statements of the hot path, built once so SQLAlchemy compiles each only once."""
 
-    def __init__(self, sa: Any, dialect: str, studies: Any, trials: Any, inter: Any) -> None:
-        s, t, i = studies, trials, inter
+    def __init__(
+        self, sa: Any, dialect: str, studies: Any, trials: Any, inter: Any, beats: Any
+    ) -> None:
+        s, t, i, h = studies, trials, inter, beats
         b = sa.bindparam
         self.study_by_name = sa.select(s).where(s.c.name == b("p_name"))
         self.studies = sa.select(s).order_by(s.c.id)
@@ -223,6 +251,24 @@ class _Statements:
         )
         self.study_inter_in = self.study_inter.where(t.c.state.in_(b("p_states", expanding=True)))
         self.study_exists = sa.select(s.c.id).where(s.c.id == b("p_sid"))
+        clock = _db_clock(sa, dialect)
+        ids = b("p_tids", expanding=True)
+        self.forget_beats = h.delete().where(h.c.trial_id.in_(ids))
+        self.beat = (
+            h.insert()
+            .from_select(
+                ["trial_id", "beat"],
+                sa.select(t.c.id, clock).where(
+                    t.c.id.in_(ids), t.c.state == TrialState.RUNNING.value
+                ),
+            )
+            .returning(h.c.trial_id)
+        )
+        self.beat_ages = (
+            sa.select(h.c.trial_id, (clock - h.c.beat).label("age"))
+            .select_from(h.join(t, t.c.id == h.c.trial_id))
+            .where(t.c.study_id == b("p_sid"), t.c.state == TrialState.RUNNING.value)
+        )
         # Record (or overwrite) a step only while the trial is open: check and write are one
         # statement. SQLite and PostgreSQL share the upsert syntax; others delete then insert.
         src = sa.select(
@@ -321,9 +367,16 @@ class SQLStorage(Storage):
         # unclosed (``tc.list_studies(url)``) would keep its file handles or server
         # connections until the garbage collector's next full pass.
         self._finalizer = weakref.finalize(self, _dispose, self._engine, os.getpid())
-        (self._md, self._meta, self._studies, self._trials, self._inter) = _tables(sa_mod)
+        (self._md, self._meta, self._studies, self._trials, self._inter, self._beats) = _tables(
+            sa_mod
+        )
         self._q = _Statements(
-            sa_mod, self._engine.dialect.name, self._studies, self._trials, self._inter
+            sa_mod,
+            self._engine.dialect.name,
+            self._studies,
+            self._trials,
+            self._inter,
+            self._beats,
         )
         self._open()
 
@@ -506,6 +559,7 @@ class SQLStorage(Storage):
         def fn(conn: Connection) -> int:
             ids = sa.select(t.c.id).where(t.c.study_id == study_id)
             conn.execute(i.delete().where(i.c.trial_id.in_(ids)))
+            conn.execute(self._beats.delete().where(self._beats.c.trial_id.in_(ids)))
             conn.execute(t.delete().where(t.c.study_id == study_id))
             return int(conn.execute(s.delete().where(s.c.id == study_id)).rowcount)
 
@@ -590,6 +644,7 @@ class SQLStorage(Storage):
                 raise TrialStateError(
                     f"resume_trial: trial {found.number} is {found.state}, not paused."
                 )
+            conn.execute(q.forget_beats, {"p_tids": [trial_id]})  # from before its pause
             return self._record_of_row(conn, row, trial_id)
 
         return self._run("resume_trial", fn)
@@ -704,6 +759,8 @@ class SQLStorage(Storage):
                 raise TrialStateError(
                     f"Trial {found.number} is {found.state}; it cannot become {state.value}."
                 )
+            if state is TrialState.RUNNING:  # running again: its old heartbeat says nothing
+                conn.execute(q.forget_beats, {"p_tids": [trial_id]})
             return self._record_of_row(conn, row, trial_id)
 
         return self._run("set_state", fn)
@@ -770,6 +827,29 @@ class SQLStorage(Storage):
             return [self._record(r, inter[int(r.id)]) for r in rows]
 
         return self._run("get_trials", fn, write=False)
+
+    # -- heartbeats ------------------------------------------------------------------------------
+    def record_heartbeat(self, trial_ids: Sequence[int]) -> list[int]:
+        ids = sorted({int(i) for i in trial_ids})
+        if not ids:
+            return []
+        q = self._q
+
+        def fn(conn: Connection) -> set[int]:
+            conn.execute(q.forget_beats, {"p_tids": ids})
+            return {int(r[0]) for r in conn.execute(q.beat, {"p_tids": ids})}
+
+        alive = self._run("record_heartbeat", fn)
+        return [i for i in ids if i not in alive]
+
+    def heartbeat_ages(self, study_id: int) -> dict[int, float]:
+        def fn(conn: Connection) -> dict[int, float]:
+            if conn.execute(self._q.study_exists, {"p_sid": study_id}).first() is None:
+                raise StudyNotFoundError(f"No study with id {study_id}.")
+            rows = conn.execute(self._q.beat_ages, {"p_sid": study_id})
+            return {int(tid): float(age) for tid, age in rows}
+
+        return self._run("heartbeat_ages", fn, write=False)
 
 
 def _dispose(engine: Any, pid: int) -> None:

@@ -342,6 +342,44 @@ class StorageConformance:
         with pytest.raises(TrialStateError):
             storage.report_many(t.trial_id, {9: 1.0})
 
+    # -- heartbeats (optional) -------------------------------------------------------------------
+    def test_heartbeats_age_and_only_running_trials_have_one(self, storage: Storage) -> None:
+        if type(storage).record_heartbeat is Storage.record_heartbeat:
+            pytest.skip(f"{type(storage).__name__} does not record heartbeats (optional)")
+        sid = self.new_study(storage).study_id
+        other = self.new_study(storage).study_id
+        a, b = storage.create_trial(sid), storage.create_trial(sid)
+        waiting = storage.create_trial(sid, state=TrialState.WAITING)
+        elsewhere = storage.create_trial(other)
+        assert storage.heartbeat_ages(sid) == {}  # no beat yet: nobody can call them stale
+        gone = storage.record_heartbeat([a.trial_id, b.trial_id, waiting.trial_id])
+        assert gone == [waiting.trial_id]
+        storage.record_heartbeat([elsewhere.trial_id])
+        time.sleep(0.25)
+        storage.record_heartbeat([b.trial_id])
+        ages = storage.heartbeat_ages(sid)
+        assert set(ages) == {a.trial_id, b.trial_id}  # this study's running trials only
+        assert 0.2 <= ages[a.trial_id] < 5  # seconds, by one clock
+        assert ages[b.trial_id] < ages[a.trial_id] - 0.15
+        assert storage.record_heartbeat([]) == []
+
+        storage.set_state(b.trial_id, TrialState.PAUSED, value=1.0)
+        assert set(storage.heartbeat_ages(sid)) == {a.trial_id}
+        assert storage.record_heartbeat([a.trial_id, b.trial_id]) == [b.trial_id]
+        storage.resume_trial(b.trial_id, "host:2")  # its beat from before the pause is gone
+        assert set(storage.heartbeat_ages(sid)) == {a.trial_id}
+        storage.record_heartbeat([b.trial_id])
+        storage.set_state(b.trial_id, TrialState.PAUSED, value=1.0)
+        storage.set_state(b.trial_id, TrialState.RUNNING)  # the same through set_state
+        assert set(storage.heartbeat_ages(sid)) == {a.trial_id}
+        storage.set_state(a.trial_id, TrialState.COMPLETE, value=0.5)
+        assert storage.heartbeat_ages(sid) == {}
+        assert storage.record_heartbeat([a.trial_id, 10**9]) == [a.trial_id, 10**9]
+
+        storage.delete_study(other)
+        with pytest.raises(StudyNotFoundError):
+            storage.heartbeat_ages(other)
+
     # -- states ----------------------------------------------------------------------------------
     def test_state_transitions(self, storage: Storage) -> None:
         sid = self.new_study(storage).study_id
