@@ -22,6 +22,9 @@ whole learning curves once, and reports per instance:
   factor 3 keeps).
 * With ``--beyond DRAWS``: whether learning-curve extrapolation or a model fitted to the short
   runs would do better than selection (see :func:`beyond`).
+* With ``--two-rungs DRAWS``: the best schedule with two rungs, chosen knowing every curve
+  (see :func:`two_rungs`): ``N`` configurations to epoch ``r1``, the best ``n2`` of them on to
+  ``r2``, the best ``k`` of those on to 52.
 
 Run in the LCBench venv (see docs/benchmarks.md)::
 
@@ -163,6 +166,59 @@ def beyond(x: np.ndarray, c: np.ndarray, target: float, draws: int, seed: int) -
     return Beyond(extrapolated, learnable, hits_halving / draws, hits_proposed / draws)
 
 
+@dataclass
+class TwoRungs:
+    chance: float  # P(target), re-estimated on fresh draws
+    n: int
+    r1: int
+    n2: int
+    r2: int
+    k: int
+
+
+def _two_rung_chance(
+    c: np.ndarray, target: float, plan: tuple[int, int, int, int, int], draws: int, seed: int
+) -> float:
+    n, r1, n2, r2, k = plan
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(draws):
+        idx = rng.choice(len(c), n, replace=False)
+        first = idx[np.argsort(c[idx, r1 - 1], kind="stable")[:n2]]
+        chosen = first[np.argsort(c[first, r2 - 1], kind="stable")[:k]]
+        hits += bool(c[chosen, -1].min() <= target)
+    return hits / draws
+
+
+def two_rungs(c: np.ndarray, target: float, draws: int, seed: int) -> TwoRungs:
+    """The best fixed schedule with two rungs within one tenth of the budget, knowing the curves.
+
+    ``N`` random configurations to epoch ``r1``, the best ``n2`` on to ``r2``, the best ``k`` on
+    to 52, with ``N * r1 + n2 * (r2 - r1) + k * (52 - r2) <= 260``. Every schedule on a grid
+    (``r1`` in 1, 2, 3, 4, 6; ``r2`` in 3 ... 27; ``k`` in 1-3; ``n2`` even) is scored on
+    ``draws`` draws; the 8 best are scored again on ``10 * draws`` fresh ones (so the winner's
+    chance is not the luckiest estimate), and the best of those is returned.
+    """
+    budget = RUNS * EPOCHS // SHARE
+    scored = []
+    for r1 in (1, 2, 3, 4, 6):
+        for r2 in (3, 4, 6, 9, 12, 17, 27):
+            if r2 <= r1:
+                continue
+            for k in (1, 2, 3):
+                for n2 in range(k + 1, 60, 2):
+                    n = (budget - n2 * (r2 - r1) - k * (EPOCHS - r2)) // r1
+                    if n2 <= n <= len(c) // 2:
+                        plan = (n, r1, n2, r2, k)
+                        scored.append((_two_rung_chance(c, target, plan, draws, seed), plan))
+    scored.sort(reverse=True)
+    again = [
+        (_two_rung_chance(c, target, plan, 10 * draws, seed + 1), plan) for _, plan in scored[:8]
+    ]
+    chance, plan = max(again)
+    return TwoRungs(chance, *plan)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--instance-ids", default="3945,7593,34539,126025,126026")
@@ -176,18 +232,30 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DRAWS",
         help="also check learning-curve extrapolation and a model that proposes (see beyond())",
     )
+    ap.add_argument(
+        "--two-rungs",
+        type=int,
+        default=0,
+        metavar="DRAWS",
+        help="also search the fixed schedules with two rungs (see two_rungs())",
+    )
     args = ap.parse_args(argv)
-    for name in ("configs", "draws", "beyond"):
-        if getattr(args, name) < (0 if name == "beyond" else 1):
-            ap.error(f"--{name} must be {'>= 0' if name == 'beyond' else '>= 1'}")
+    for name in ("configs", "draws", "beyond", "two_rungs"):
+        optional = name in ("beyond", "two_rungs")
+        if getattr(args, name) < (0 if optional else 1):
+            flag = name.replace("_", "-")
+            ap.error(f"--{flag} must be {'>= 0' if optional else '>= 1'}")
     rows = {}
     more = {}
+    rungs: dict[str, TwoRungs] = {}
     for inst in args.instance_ids.split(","):
         t0 = time.perf_counter()
         x, c = sample(inst, args.configs, args.seed)
         rows[inst] = headroom(c, args.draws, args.seed)
         if args.beyond:
             more[inst] = beyond(x, c, rows[inst].target, args.beyond, args.seed)
+        if args.two_rungs:
+            rungs[inst] = two_rungs(c, rows[inst].target, args.two_rungs, args.seed)
         print(f"{inst:>8}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     print(machine(), file=sys.stderr)
     print(
@@ -223,6 +291,18 @@ def main(argv: list[str] | None = None) -> int:
             "\nepoch cells: Spearman with epoch 52 of the error at that epoch / of a line in "
             "log(epoch) through epochs 1..r extended to 52; the last two: P(target)"
         )
+    if rungs:
+        print()
+        print(
+            "| instance | best fixed halving, one rung "
+            "| best with two rungs (N@r1 -> n2@r2 -> k@52) | its chance |"
+        )
+        print("|:--|--:|:--|--:|")
+        for inst, t in rungs.items():
+            print(
+                f"| {inst} | {rows[inst].halving[0]:.2f} | {t.n}@{t.r1} -> {t.n2}@{t.r2} -> "
+                f"{t.k}@52 | {t.chance:.2f} |"
+            )
     return 0
 
 
