@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 import tunecraft as tc
 from tunecraft import _demo
 from tunecraft.cli import load_config, main
+from tunecraft.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -285,6 +287,24 @@ def test_run_rerun_adds_only_missing_trials_and_options_override(
     assert "The 2 best trials of study 'quad2'" in joined(out)
 
 
+def test_run_with_heartbeats_fails_a_silent_trial_of_another_machine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    module = write_objective_module(tmp_path, QUADRATIC)
+    config = write_config(tmp_path, module, heartbeat=0.1, n_jobs=1)
+    study = tc.Study(load_config(config)["space"], storage="sqlite:///tunecraft.db", name="quad")
+    lost = study.storage.create_trial(study.study_id, worker="elsewhere:1")
+    study.storage.record_heartbeat([lost.trial_id])  # then that machine went quiet
+    time.sleep(0.5)
+    status, _, err = run_main(capsys, "run", str(config), "--no-progress")
+    assert status == 0, err
+    record = study.storage.get_trial(lost.trial_id)
+    assert record.state is TrialState.FAILED
+    assert str(record.error).startswith("stale: no heartbeat")
+    assert len(study.get_trials(["complete"])) == 6
+
+
 def test_run_finds_the_objective_in_the_working_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -436,6 +456,7 @@ CONFIG_ERRORS = {
     "n-trials": ("n_trials: ten\n", "'n_trials' must be an int >= 1"),
     "no-budget": ("n_trials: null\n", "give 'n_trials'"),
     "n-jobs": ("n_jobs: 0\n", "'n_jobs' must be -1 or an int >= 1"),
+    "heartbeat": ("heartbeat: 0\n", "'heartbeat' must be a number > 0"),
     "sampler-name": ("sampler: annealing\n", "annealing"),
     "two-seeds": ("seed: 1\nsampler: {name: random, seed: 2}\n", "give the seed once"),
     "storage-scheme": ("storage: mongodb://localhost/x\n", "storage"),

@@ -58,6 +58,8 @@ CONFIG_KEYS: dict[str, str] = {
     "scheduler": "a name or {name, options} (default: none)",
     "storage": f"a storage URL (default '{DEFAULT_STORAGE}')",
     "study": "the study's name (default: the config file's name)",
+    "heartbeat": "seconds between heartbeats of running trials, so that processes on other "
+    "machines sharing the study fail the trials of one that died (default: none)",
 }
 #: The keys a ``tunecraft tune`` config file may hold (the budgeted pipeline).
 TUNE_KEYS: dict[str, str] = {
@@ -363,6 +365,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         storage=storage,
         name=name,
         load_if_exists=True,
+        heartbeat_interval=config.get("heartbeat"),
     )
     _run_to_target(
         console,
@@ -643,6 +646,7 @@ def _check_config(data: dict[str, Any], where: str) -> dict[str, Any]:
     _check_number(data, "n_trials", where, integer=True, low=1)
     _check_number(data, "timeout", where, integer=False, low=0)
     _check_number(data, "seed", where, integer=True, low=0)
+    _check_number(data, "heartbeat", where, integer=False, low=0)
     if "n_jobs" in data:
         jobs = data["n_jobs"]
         if not _is_int(jobs) or jobs == 0 or jobs < -1:
