@@ -890,6 +890,7 @@ class Study:
         callbacks: Sequence[StudyCallback] | None = None,
         catch: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
         show_progress_bar: bool = False,
+        executor: Any = None,
     ) -> None:
         """Run ``objective`` on new trials until ``n_trials`` are done or ``timeout`` passes.
 
@@ -907,6 +908,13 @@ class Study:
             catch: Exceptions that fail the trial and let the study go on (default: any
                 ``Exception``). Others fail the trial and are raised.
             show_progress_bar: Show a progress bar on the terminal.
+            executor: ``None`` (default): in this process, or ``n_jobs`` local worker
+                processes. A ``dask.distributed.Client``: each trial is a task on the
+                cluster's workers, on this machine or others (the ``dask`` extra;
+                :func:`tunecraft.execution.run_on_dask`). ``n_jobs`` is then the number of
+                trials in flight, ``-1`` one per worker thread of the cluster; callbacks run
+                in this process. The storage must be one the workers can open by its URL
+                (SQLite on one machine, PostgreSQL across machines).
 
         An objective that raises, or returns NaN, inf or None, fails its trial with the reason
         recorded. Ctrl-C fails the running trial and stops; the study stays resumable.
@@ -937,8 +945,28 @@ class Study:
                 raise TypeError(
                     f"The 'callbacks' parameter of Study.optimize must hold callables, got {cb!r}."
                 )
-        n_workers = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
         self.fail_stale_trials()
+        if executor is not None:
+            from tunecraft.execution._dask import is_dask_client, run_on_dask
+
+            if not is_dask_client(executor):
+                raise TypeError(
+                    "The 'executor' parameter of Study.optimize must be None or a "
+                    f"dask.distributed.Client, got {type(executor).__name__}."
+                )
+            run_on_dask(
+                self,
+                objective,
+                client=executor,
+                n_trials=n_trials,
+                timeout=timeout,
+                n_concurrent=None if n_jobs == -1 else n_jobs,
+                callbacks=callbacks,
+                catch=catch_tuple,
+                show_progress_bar=show_progress_bar,
+            )
+            return
+        n_workers = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
         deadline = None if timeout is None else time.monotonic() + timeout
         if n_workers > 1:
             from tunecraft.execution._local import run_in_processes
