@@ -909,12 +909,14 @@ class Study:
                 ``Exception``). Others fail the trial and are raised.
             show_progress_bar: Show a progress bar on the terminal.
             executor: ``None`` (default): in this process, or ``n_jobs`` local worker
-                processes. A ``dask.distributed.Client``: each trial is a task on the
-                cluster's workers, on this machine or others (the ``dask`` extra;
-                :func:`tunecraft.execution.run_on_dask`). ``n_jobs`` is then the number of
-                trials in flight, ``-1`` one per worker thread of the cluster; callbacks run
-                in this process. The storage must be one the workers can open by its URL
-                (SQLite on one machine, PostgreSQL across machines).
+                processes. A ``dask.distributed.Client`` (the ``dask`` extra) or ``"ray"``
+                (the ``ray`` extra; the cluster ``ray.init()`` connected to, called with its
+                defaults if it was not): each trial is a task on the cluster's workers, on
+                this machine or others (:func:`tunecraft.execution.run_as_tasks`).
+                ``n_jobs`` is then the number of trials in flight (default 1: one at a time;
+                ``-1``: one per worker thread or CPU of the cluster); callbacks run in this
+                process. The storage must be one the workers can open by its URL (SQLite on
+                one machine, PostgreSQL across machines).
 
         An objective that raises, or returns NaN, inf or None, fails its trial with the reason
         recorded. Ctrl-C fails the running trial and stops; the study stays resumable.
@@ -947,17 +949,12 @@ class Study:
                 )
         self.fail_stale_trials()
         if executor is not None:
-            from tunecraft.execution._dask import is_dask_client, run_on_dask
+            from tunecraft.execution._tasks import backend_for, run_as_tasks
 
-            if not is_dask_client(executor):
-                raise TypeError(
-                    "The 'executor' parameter of Study.optimize must be None or a "
-                    f"dask.distributed.Client, got {type(executor).__name__}."
-                )
-            run_on_dask(
+            run_as_tasks(
                 self,
                 objective,
-                client=executor,
+                backend=backend_for(executor),
                 n_trials=n_trials,
                 timeout=timeout,
                 n_concurrent=None if n_jobs == -1 else n_jobs,

@@ -1,4 +1,4 @@
-"""Trials as tasks of a Dask cluster: Study.optimize(executor=client)."""
+"""Trials as tasks of a cluster: Study.optimize(executor=<dask Client> or "ray")."""
 
 from __future__ import annotations
 
@@ -14,27 +14,40 @@ import tunecraft as tc
 from tunecraft.exceptions import InvalidParameterError, WorkerError
 from tunecraft.trial import FrozenTrial, Trial, TrialState
 
-distributed = pytest.importorskip("distributed")
-
 SPACE = {"x": tc.uniform(0.0, 1.0), "k": tc.integer(1, 5)}
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    with cluster, distributed.Client(cluster) as c:
-        yield c
+@pytest.fixture(scope="module", params=["dask", "ray"])
+def executor(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A two-worker cluster on this machine: a Dask client, or "ray" after ray.init."""
+    if request.param == "dask":
+        distributed = pytest.importorskip("distributed")
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        with cluster, distributed.Client(cluster) as client:
+            yield client
+    else:
+        ray = pytest.importorskip("ray")
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=100 * 1024 * 1024,
+        )
+        try:
+            yield "ray"
+        finally:
+            ray.shutdown()
 
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'dask.db'}"
+    return f"sqlite:///{tmp_path / 'cluster.db'}"
 
 
 @pytest.mark.slow
-def test_trials_run_on_the_workers_exactly_n_times(client: Any, url: str) -> None:
+def test_trials_run_on_the_workers_exactly_n_times(executor: Any, url: str) -> None:
     study = tc.Study(SPACE, storage=url, name="spread", sampler="random", seed=0)
     seen: list[tuple[int, int]] = []
 
@@ -47,7 +60,7 @@ def test_trials_run_on_the_workers_exactly_n_times(client: Any, url: str) -> Non
     def callback(s: tc.Study, record: FrozenTrial) -> None:
         seen.append((record.number, os.getpid()))
 
-    study.optimize(objective, n_trials=12, n_jobs=-1, executor=client, callbacks=[callback])
+    study.optimize(objective, n_trials=12, n_jobs=-1, executor=executor, callbacks=[callback])
     trials = study.trials
     assert [t.number for t in trials] == list(range(12))
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 12
@@ -61,7 +74,7 @@ def test_trials_run_on_the_workers_exactly_n_times(client: Any, url: str) -> Non
 
 
 @pytest.mark.slow
-def test_an_uncaught_error_fails_its_trial_and_stops_the_run(client: Any, url: str) -> None:
+def test_an_uncaught_error_fails_its_trial_and_stops_the_run(executor: Any, url: str) -> None:
     study = tc.Study(SPACE, storage=url, name="boom", sampler="random", seed=0)
 
     def objective(trial: Trial) -> float:
@@ -70,8 +83,8 @@ def test_an_uncaught_error_fails_its_trial_and_stops_the_run(client: Any, url: s
         time.sleep(0.05)
         return 1.0
 
-    with pytest.raises(WorkerError, match="A Dask task stopped: RuntimeError: bad config"):
-        study.optimize(objective, n_trials=50, n_jobs=2, executor=client, catch=())
+    with pytest.raises(WorkerError, match=r"A (Dask|Ray) task stopped: RuntimeError: bad config"):
+        study.optimize(objective, n_trials=50, n_jobs=2, executor=executor, catch=())
     time.sleep(0.5)  # a task already running when the error arrived finishes
     trials = study.trials
     assert trials[2].state is TrialState.FAILED and "bad config" in str(trials[2].error)
@@ -80,7 +93,7 @@ def test_an_uncaught_error_fails_its_trial_and_stops_the_run(client: Any, url: s
 
 
 @pytest.mark.slow
-def test_timeout_and_a_used_up_grid_end_the_run_cleanly(client: Any, url: str) -> None:
+def test_timeout_and_a_used_up_grid_end_the_run_cleanly(executor: Any, url: str) -> None:
     study = tc.Study(SPACE, storage=url, name="slow", sampler="random", seed=0)
 
     def slow(trial: Trial) -> float:
@@ -88,19 +101,19 @@ def test_timeout_and_a_used_up_grid_end_the_run_cleanly(client: Any, url: str) -
         return 0.0
 
     started = time.monotonic()
-    study.optimize(slow, n_trials=100, n_jobs=2, timeout=1.0, executor=client)
+    study.optimize(slow, n_trials=100, n_jobs=2, timeout=1.0, executor=executor)
     assert time.monotonic() - started < 5
     assert 2 <= len(study.trials) < 20
     assert all(t.state is TrialState.COMPLETE for t in study.trials)
 
     grid = tc.Study({"k": tc.integer(1, 4)}, storage=url, name="grid", sampler="grid")
-    grid.optimize(lambda t: float(t.config["k"]), n_trials=10, n_jobs=1, executor=client)
+    grid.optimize(lambda t: float(t.config["k"]), n_trials=10, n_jobs=1, executor=executor)
     assert sorted(t.config["k"] for t in grid.trials) == [1, 2, 3, 4]
     assert all(t.state is TrialState.COMPLETE for t in grid.trials)
 
 
-def test_bad_executors_are_clear_errors(client: Any) -> None:
+def test_bad_executors_are_clear_errors(executor: Any) -> None:
     with pytest.raises(InvalidParameterError, match="cannot share an in-memory storage"):
-        tc.Study(SPACE).optimize(lambda t: 0.0, n_trials=1, executor=client)
-    with pytest.raises(TypeError, match=r"must be None or a dask\.distributed\.Client"):
+        tc.Study(SPACE).optimize(lambda t: 0.0, n_trials=1, executor=executor)
+    with pytest.raises(TypeError, match=r"must be None, a dask\.distributed\.Client or 'ray'"):
         tc.Study(SPACE).optimize(lambda t: 0.0, n_trials=1, executor="dask")

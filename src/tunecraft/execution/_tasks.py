@@ -1,0 +1,204 @@
+"""Trials as tasks of a cluster: Dask or Ray run each trial on one of their workers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tunecraft._imports import require
+from tunecraft.exceptions import InvalidParameterError, SamplerExhaustedError, WorkerError
+from tunecraft.logging import get_logger
+
+if TYPE_CHECKING:
+    from tunecraft.study import Study
+    from tunecraft.trial import FrozenTrial, Trial
+
+__all__ = ["DaskBackend", "RayBackend", "backend_for", "run_as_tasks"]
+
+_log = get_logger("execution")
+
+
+class DaskBackend:
+    """Tasks of a ``dask.distributed.Client``."""
+
+    name = "Dask"
+
+    def __init__(self, client: Any) -> None:
+        self._distributed = require("distributed", "dask", purpose="running trials on Dask")
+        self._client = client
+        self._done: Any = None
+
+    def slots(self) -> int:
+        return max(1, sum(self._client.nthreads().values()))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        # pure=False: every task gets its own key, although their arguments are the same.
+        future = self._client.submit(fn, *args, pure=False)
+        if self._done is None:
+            self._done = self._distributed.as_completed([future])
+        else:
+            self._done.add(future)
+        return future
+
+    def next_done(self) -> Any:
+        return next(self._done)
+
+    @staticmethod
+    def result(handle: Any) -> Any:
+        return handle.result()
+
+
+class RayBackend:
+    """Ray tasks on the cluster this process is connected to (``ray.init()`` is called with
+    its defaults when it has not been)."""
+
+    name = "Ray"
+
+    def __init__(self) -> None:
+        self._ray = require("ray", "ray", purpose="running trials on Ray")
+        if not self._ray.is_initialized():
+            self._ray.init()
+        self._pending: list[Any] = []
+        self._tasks: dict[Callable[..., Any], Any] = {}
+
+    def slots(self) -> int:
+        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        task = self._tasks.get(fn)
+        if task is None:
+            task = self._tasks[fn] = self._ray.remote(num_cpus=1, max_retries=0)(fn)
+        ref = task.remote(*args)
+        self._pending.append(ref)
+        return ref
+
+    def next_done(self) -> Any:
+        (ref,), self._pending = self._ray.wait(self._pending, num_returns=1)
+        return ref
+
+    def result(self, handle: Any) -> Any:
+        try:
+            return self._ray.get(handle)
+        except self._ray.exceptions.RayTaskError as exc:  # the objective's own error inside
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
+
+
+def backend_for(executor: Any) -> DaskBackend | RayBackend:
+    """The backend of an ``executor`` argument: a ``dask.distributed.Client``, or ``"ray"``."""
+    if isinstance(executor, str) and executor == "ray":
+        return RayBackend()
+    if type(executor).__module__.startswith("distributed") and hasattr(executor, "submit"):
+        return DaskBackend(executor)
+    raise TypeError(
+        "The 'executor' parameter of Study.optimize must be None, a dask.distributed.Client "
+        f"or 'ray', got {executor!r}."
+    )
+
+
+def run_as_tasks(
+    study: Study,
+    objective: Callable[[Trial], Any],
+    *,
+    backend: DaskBackend | RayBackend,
+    n_trials: int | None,
+    timeout: float | None,
+    n_concurrent: int | None,
+    callbacks: Sequence[Callable[[Study, FrozenTrial], None]],
+    catch: tuple[type[BaseException], ...],
+    show_progress_bar: bool,
+) -> list[FrozenTrial]:
+    """Run ``n_trials`` trials of ``study``, each a task of ``backend``; return their records.
+
+    Each task gets its own copy of the study (pickled: it opens the storage by its URL), asks
+    a trial, runs ``objective`` on it and tells the result, as :meth:`Study.run_trial` does in
+    one process. At most ``n_concurrent`` tasks are in flight (``None``: one per CPU or thread
+    of the cluster, read when the run starts), and a new one is submitted as each ends, so the
+    sampler sees every finished trial before it proposes the next. ``timeout`` (seconds, wall
+    clock, so that it means the same on every machine) stops new trials from starting.
+    Callbacks run here, in the process that called, as each trial's record arrives.
+
+    An error the objective raises and ``catch`` does not cover fails its trial (as in
+    :meth:`Study.optimize`) and is raised here as
+    :class:`~tunecraft.exceptions.WorkerError`, as is a task the cluster lost (a worker that
+    died). No trial starts after that; the trials already running finish on their workers
+    and are recorded in the storage, as they are when the caller is interrupted (Ctrl-C).
+    """
+    if study.storage.url is None:
+        raise InvalidParameterError(
+            f"Study.optimize(executor=...) runs trials on {backend.name} workers, which cannot "
+            "share an in-memory storage; pass storage='sqlite:///study.db' (one machine) or "
+            "'postgresql://...' (several)."
+        )
+    if n_concurrent is None:
+        n_concurrent = backend.slots()
+    deadline = None if timeout is None else time.time() + timeout
+    progress: Any = None
+    if show_progress_bar:
+        from tunecraft._progress import ProgressBar
+
+        progress = ProgressBar(total=n_trials, timeout=timeout)
+        progress._sign = 1.0 if study.direction == "minimize" else -1.0
+
+    records: list[FrozenTrial] = []
+    submitted = inflight = 0
+    exhausted = False
+
+    def fill() -> None:
+        nonlocal submitted, inflight
+        while inflight < n_concurrent and not exhausted:
+            if n_trials is not None and submitted >= n_trials:
+                return
+            if deadline is not None and time.time() >= deadline:
+                return
+            backend.submit(_one_trial, study, objective, catch, deadline)
+            submitted += 1
+            inflight += 1
+
+    try:
+        fill()
+        while inflight:
+            handle = backend.next_done()
+            inflight -= 1
+            try:
+                kind, record = backend.result(handle)
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise WorkerError(
+                    f"A {backend.name} task stopped: {type(exc).__name__}"
+                    + (f": {first}" if first else "")
+                ) from exc
+            if kind == "exhausted":
+                exhausted = True
+            elif record is not None:
+                records.append(record)
+                for cb in callbacks:
+                    cb(study, record)
+                if progress is not None:
+                    progress.advance(record)
+            fill()
+    finally:
+        if progress is not None:
+            progress.close()
+    if exhausted:
+        _log.info("Study '%s': the sampler is exhausted.", study.name)
+    return records
+
+
+def _one_trial(
+    study: Study,
+    objective: Callable[[Trial], Any],
+    catch: tuple[type[BaseException], ...],
+    deadline: float | None,
+) -> tuple[str, FrozenTrial | None]:
+    """One trial, on a worker: ``("trial", record)``, ``("exhausted", None)`` when the
+    sampler has nothing left, or ``("late", None)`` when the task started after the deadline."""
+    if deadline is not None and time.time() >= deadline:
+        return "late", None
+    try:
+        return "trial", study.run_trial(objective, catch=catch)
+    except SamplerExhaustedError:
+        return "exhausted", None
