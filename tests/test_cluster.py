@@ -112,6 +112,21 @@ def test_timeout_and_a_used_up_grid_end_the_run_cleanly(executor: Any, url: str)
     assert all(t.state is TrialState.COMPLETE for t in grid.trials)
 
 
+def test_an_objective_that_cannot_be_sent_is_a_one_line_error(executor: Any, url: str) -> None:
+    import threading
+
+    lock = threading.Lock()
+
+    def objective(trial: Trial) -> float:
+        with lock:
+            return 0.0
+
+    study = tc.Study(SPACE, storage=url, name="unsendable", sampler="random", seed=0)
+    with pytest.raises(TypeError, match=r"sends the objective to the (Dask|Ray) workers, but"):
+        study.optimize(objective, n_trials=2, executor=executor)
+    assert study.trials == []
+
+
 def test_bad_executors_are_clear_errors(executor: Any) -> None:
     with pytest.raises(InvalidParameterError, match="cannot share an in-memory storage"):
         tc.Study(SPACE).optimize(lambda t: 0.0, n_trials=1, executor=executor)

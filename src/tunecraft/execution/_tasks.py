@@ -23,6 +23,7 @@ class DaskBackend:
     """Tasks of a ``dask.distributed.Client``."""
 
     name = "Dask"
+    extra = "dask"
 
     def __init__(self, client: Any) -> None:
         self._distributed = require("distributed", "dask", purpose="running trials on Dask")
@@ -54,6 +55,7 @@ class RayBackend:
     its defaults when it has not been)."""
 
     name = "Ray"
+    extra = "ray"
 
     def __init__(self) -> None:
         self._ray = require("ray", "ray", purpose="running trials on Ray")
@@ -133,6 +135,16 @@ def run_as_tasks(
             "share an in-memory storage; pass storage='sqlite:///study.db' (one machine) or "
             "'postgresql://...' (several)."
         )
+    cloudpickle = require("cloudpickle", backend.extra, purpose=f"{backend.name} tasks")
+    for what, value in (("objective", objective), ("study", study)):
+        try:  # as the cluster will; its own error names none of what the user wrote
+            cloudpickle.dumps(value)
+        except Exception as exc:
+            raise TypeError(
+                f"Study.optimize(executor=...) sends the {what} to the {backend.name} workers, "
+                f"but it cannot be pickled ({type(exc).__name__}: {exc}); define it at module "
+                "level, or keep what it uses (locks, open files, connections) out of it."
+            ) from None
     if n_concurrent is None:
         n_concurrent = backend.slots()
     deadline = None if timeout is None else time.time() + timeout
