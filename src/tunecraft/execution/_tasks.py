@@ -59,15 +59,20 @@ class RayBackend:
 
     def __init__(self) -> None:
         self._ray = require("ray", "ray", purpose="running trials on Ray")
-        if not self._ray.is_initialized():
-            self._ray.init()
         self._pending: list[Any] = []
         self._tasks: dict[Callable[..., Any], Any] = {}
 
+    def _connect(self) -> None:
+        # Not in __init__: a run refused for its storage or objective starts no Ray.
+        if not self._ray.is_initialized():
+            self._ray.init()
+
     def slots(self) -> int:
+        self._connect()
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self._connect()
         task = self._tasks.get(fn)
         if task is None:
             task = self._tasks[fn] = self._ray.remote(num_cpus=1, max_retries=0)(fn)
