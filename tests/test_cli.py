@@ -305,6 +305,11 @@ def test_run_with_heartbeats_fails_a_silent_trial_of_another_machine(
     assert len(study.get_trials(["complete"])) == 6
 
 
+def test_run_config_heartbeat_null_means_none(tmp_path: Path) -> None:
+    module = write_objective_module(tmp_path, QUADRATIC)
+    assert load_config(write_config(tmp_path, module, heartbeat="null"))["heartbeat"] is None
+
+
 def test_run_finds_the_objective_in_the_working_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -830,7 +830,7 @@ def _check_flow_commas(space: Any, where: str) -> None:
 def _check_number(
     data: Mapping[str, Any], key: str, where: str, *, integer: bool, low: float
 ) -> None:
-    if key not in data or (data[key] is None and key in ("timeout", "n_trials")):
+    if key not in data or (data[key] is None and key in ("timeout", "n_trials", "heartbeat")):
         return
     value = data[key]
     ok = _is_int(value) if integer else _is_number(value) and math.isfinite(value)

@@ -452,9 +452,27 @@ class Study:
         return trials
 
     def _ask_one(self) -> Trial:
-        worker = current_worker()
+        if self._heartbeat is None:
+            return self._ask_unbeaten()
+        self._fail_silent_trials()
+        before = self._heartbeat.trial_ids
+        try:
+            return self._ask_unbeaten()
+        except BaseException:  # no handle was given out: nobody would stop their beats
+            for tid in self._heartbeat.trial_ids - before:
+                self._heartbeat.stop(tid)
+            raise
+
+    def _beat(self, record: FrozenTrial) -> FrozenTrial:
+        """Beat for a trial from the moment it is running here, not only once it is handed
+        out: a worker that dies while it samples, completes a config or copies a checkpoint
+        must leave a heartbeat behind to go stale."""
         if self._heartbeat is not None:
-            self._fail_silent_trials()
+            self._heartbeat.start(record.trial_id)
+        return record
+
+    def _ask_unbeaten(self) -> Trial:
+        worker = current_worker()
         fresh: History | None = None
         if self.scheduler is not None:
             resumed, fresh = self._resume_paused(worker)
@@ -462,6 +480,7 @@ class Study:
                 return resumed
         record = self._storage.claim_waiting_trial(self.study_id, worker)
         if record is not None:
+            self._beat(record)
             config = record.config
             if not self.space.contains(config):
                 try:
@@ -479,7 +498,9 @@ class Study:
                 return resumed
             raise SamplerExhaustedError(f"The sampler of study '{self.name}' has nothing left.")
         self.sampler.warm_up(self.space, history)  # before the trial's clock starts
-        record = self._storage.create_trial(self.study_id, state=TrialState.RUNNING, worker=worker)
+        record = self._beat(
+            self._storage.create_trial(self.study_id, state=TrialState.RUNNING, worker=worker)
+        )
         try:
             config = self.space.validate(self.sampler.suggest(self.space, history, record.number))
         except BaseException as exc:
@@ -538,7 +559,7 @@ class Study:
                     f"{order.number}, which is not paused."
                 )
             try:
-                record = self._storage.resume_trial(target.trial_id, worker)
+                record = self._beat(self._storage.resume_trial(target.trial_id, worker))
             except TrialStateError:
                 continue  # another worker resumed it first
             if order.config is not None:
@@ -583,7 +604,7 @@ class Study:
                 key=lambda t: (-max(t.intermediate), sign * t.intermediate[max(t.intermediate)]),
             )
             try:
-                record = self._storage.resume_trial(best.trial_id, worker)
+                record = self._beat(self._storage.resume_trial(best.trial_id, worker))
             except TrialStateError:
                 continue
             _log.info(
@@ -754,6 +775,18 @@ class Study:
             finished = self._storage.set_state(
                 record.trial_id, new_state, value=stored_value, error=error
             )
+        except TrialStateError:
+            stored = self._storage.get_trial(record.trial_id)
+            if stored.state is not TrialState.FAILED or not str(stored.error).startswith("stale:"):
+                raise
+            # Another process judged it lost (no heartbeat, or its worker gone): its result
+            # arrives too late to count, and the study goes on.
+            _log.warning(
+                "Trial %d was marked failed by another process (%s); its result is dropped.",
+                record.number,
+                stored.error,
+            )
+            finished = stored
         finally:
             if self._heartbeat is not None:
                 self._heartbeat.stop(record.trial_id)
@@ -765,7 +798,7 @@ class Study:
         """A new :class:`Trial` for ``record``, known to :meth:`tell` by its number."""
         trial = Trial(self, record, **kwargs)
         self._handles[record.number] = trial
-        if self._heartbeat is not None:
+        if self._heartbeat is not None and record.trial_id not in self._heartbeat.trial_ids:
             self._heartbeat.start(record.trial_id)
         return trial
 
@@ -860,16 +893,14 @@ class Study:
         for tid, age in sorted(self._storage.heartbeat_ages(self.study_id).items()):
             if age <= self._grace_period or tid in mine:
                 continue
-            try:
-                record = self._storage.set_state(
-                    tid,
-                    TrialState.FAILED,
-                    error=f"stale: no heartbeat for {age:.1f} s "
-                    f"(grace period {self._grace_period:g} s)",
-                    expected={TrialState.RUNNING},
-                )
-            except TrialStateError:
-                continue  # finished meanwhile
+            record = self._storage.fail_if_silent(  # checked again, in the same statement
+                tid,
+                self._grace_period,
+                f"stale: no heartbeat for more than {self._grace_period:g} s "
+                f"(the last {age:.1f} s before it was judged)",
+            )
+            if record is None:
+                continue  # finished, paused or beating again meanwhile
             _log.warning(
                 "Trial %d (worker %s) sent no heartbeat for %.1f s: marked failed.",
                 record.number,
@@ -1127,10 +1158,20 @@ def _resolve_heartbeat(
             f"The 'grace_period' parameter of Study must be more than heartbeat_interval "
             f"({interval:g} s), or a live trial is stale between two beats; got {grace:g}."
         )
-    if type(storage).record_heartbeat is Storage.record_heartbeat:
+    missing = any(
+        getattr(type(storage), m) is getattr(Storage, m)
+        for m in ("record_heartbeat", "heartbeat_ages", "fail_if_silent")
+    )
+    if missing:
         raise InvalidParameterError(
             f"Study(heartbeat_interval=...): {type(storage).__name__} does not record "
             "heartbeats; use a built-in storage (SQLite, PostgreSQL, in memory)."
+        )
+    if getattr(storage, "_has_beats", True) is False:
+        raise InvalidParameterError(
+            f"Study(heartbeat_interval=...): {storage!r} has no heartbeat table and could not "
+            "create one (the database user may not create tables); the table's owner can "
+            "open it once with tunecraft to create it."
         )
     return Heartbeat(storage, interval), grace
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import sqlite3
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -187,6 +188,101 @@ def test_a_pickled_sqlite_storage_is_opened_once_and_follows_a_replaced_file(
     assert again is first
     assert [s.name for s in again.list_studies()] == [name]
     assert pickle.loads(pickle.dumps(again)) is first  # sent on with the user's options
+
+
+def test_storage_options_sent_by_value_do_not_pile_up_in_the_cache(tmp_path: Path) -> None:
+    """A closure among the engine options arrives as a new object with each copy; keyed by
+    its repr, every copy became a cache entry that was never released."""
+    import sqlite3
+
+    import cloudpickle
+
+    from tunecraft.storage import _sql
+
+    path = tmp_path / "c.db"
+    storage = SQLStorage(
+        f"sqlite:///{path}", engine_kwargs={"creator": lambda: sqlite3.connect(path)}
+    )
+    before = len(_sql._REOPENED)
+    data = cloudpickle.dumps(storage)
+    copies = [cloudpickle.loads(data) for _ in range(3)]
+    assert len(_sql._REOPENED) == before
+    assert len({id(c) for c in copies}) == 3
+    name = unique_name()
+    copies[0].create_study(name, "minimize", {})
+    assert copies[2].get_study(name).name == name
+
+
+@pytest.mark.postgres
+def test_concurrent_heartbeats_for_one_trial_do_not_collide() -> None:
+    """Delete-then-insert raised UniqueViolation on PostgreSQL when an old owner's beat met
+    the new owner's first one (a paused trial resumed elsewhere)."""
+    import threading
+
+    a, b = get_storage(postgres_url()), SQLStorage(postgres_url())
+    sid = a.create_study(unique_name(), "minimize", {}).study_id
+    errors: list[BaseException] = []
+    for _ in range(40):
+        tid = a.create_trial(sid).trial_id
+        barrier = threading.Barrier(2)
+
+        def beat(
+            storage: SQLStorage, tid: int = tid, barrier: threading.Barrier = barrier
+        ) -> None:
+            barrier.wait()
+            try:
+                storage.record_heartbeat([tid])
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=beat, args=(s,)) for s in (a, b)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    assert errors == []
+    b.close()
+
+
+@pytest.mark.postgres
+def test_a_database_user_who_cannot_create_tables_still_opens_an_older_database() -> None:
+    """The heartbeat table is created on open; a user without CREATE rights got 'permission
+    denied' for a database that opened before it existed."""
+    import sqlalchemy as sa
+
+    if "?" in postgres_url() or "@" not in postgres_url():
+        pytest.skip("builds its own URLs from a plain postgresql://user@host/db one")
+    suffix = uuid.uuid4().hex[:8]
+    schema, role = f"tc_old_{suffix}", f"tc_app_{suffix}"
+    admin = sa.create_engine(postgres_url())
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+    owner_url = f"{postgres_url()}?options=-csearch_path%3D{schema}"
+    try:
+        owner = get_storage(owner_url)
+        owner.create_study("old", "minimize", {"x": "uniform(0, 1)"})
+        owner.close()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {schema}.tunecraft_heartbeats")
+            conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+            conn.exec_driver_sql(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"
+            )
+            conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
+        host = postgres_url().split("@", 1)[1]
+        app_url = f"postgresql://{role}@{host}?options=-csearch_path%3D{schema}"
+        study = tc.load_study("old", storage=app_url, sampler="random")
+        study.tell(study.ask(), 1.0)
+        assert len(study.trials) == 1
+        with pytest.raises(InvalidParameterError, match="has no heartbeat table"):
+            tc.load_study("old", storage=app_url, heartbeat_interval=1)
+        study.storage.close()
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
 
 
 def test_in_memory_sqlite_is_private_to_the_process() -> None:

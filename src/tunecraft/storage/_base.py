@@ -196,6 +196,15 @@ class Storage(ABC):
         by trial id, measured with the clock :meth:`record_heartbeat` used."""
         raise NotImplementedError(f"{type(self).__name__} does not record heartbeats.")
 
+    def fail_if_silent(self, trial_id: int, grace: float, error: str) -> FrozenTrial | None:
+        """Fail the trial, recording ``error``, if it is running and its last heartbeat is
+        more than ``grace`` seconds old; return the new record, or ``None`` when it is not.
+
+        The check and the write are atomic, so a trial that beat (or was paused and resumed
+        elsewhere) since the caller read :meth:`heartbeat_ages` is left alone.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not record heartbeats.")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (optional)."""
 

@@ -241,6 +241,26 @@ class MemoryStorage(Storage):
                     self._beats[tid] = now
             return gone
 
+    def fail_if_silent(self, trial_id: int, grace: float, error: str) -> FrozenTrial | None:
+        with self._lock:
+            t = self._get(trial_id)
+            beat = self._beats.get(trial_id)
+            if t.state is not TrialState.RUNNING or beat is None:
+                return None
+            if time.monotonic() - beat <= grace:
+                return None
+            now = utcnow()
+            t = replace(
+                t,
+                state=TrialState.FAILED,
+                value=None,
+                error=error,
+                datetime_start=t.datetime_start or now,
+                datetime_complete=now,
+            )
+            self._trials[trial_id] = t
+            return _snapshot(t)
+
     def heartbeat_ages(self, study_id: int) -> dict[int, float]:
         with self._lock:
             if study_id not in self._studies:

@@ -254,15 +254,40 @@ class _Statements:
         clock = _db_clock(sa, dialect)
         ids = b("p_tids", expanding=True)
         self.forget_beats = h.delete().where(h.c.trial_id.in_(ids))
-        self.beat = (
-            h.insert()
-            .from_select(
-                ["trial_id", "beat"],
-                sa.select(t.c.id, clock).where(
-                    t.c.id.in_(ids), t.c.state == TrialState.RUNNING.value
-                ),
+        running = sa.select(t.c.id, clock).where(
+            t.c.id.in_(ids), t.c.state == TrialState.RUNNING.value
+        )
+        # Two processes may beat for one trial at once (a paused trial resumed elsewhere
+        # while the old owner's beat is in flight): delete-then-insert makes one of them
+        # fail on the primary key under READ COMMITTED, so overwrite in place instead.
+        self.beat_forget_first = dialect not in ("sqlite", "postgresql")
+        if self.beat_forget_first:
+            self.beat = h.insert().from_select(["trial_id", "beat"], running)
+        else:
+            from sqlalchemy.dialects import postgresql as _pg
+            from sqlalchemy.dialects import sqlite as _sq
+
+            ins = (_sq.insert if dialect == "sqlite" else _pg.insert)(h).from_select(
+                ["trial_id", "beat"], running
             )
-            .returning(h.c.trial_id)
+            self.beat = ins.on_conflict_do_update(
+                index_elements=[h.c.trial_id], set_={"beat": ins.excluded.beat}
+            )
+        self.beat = self.beat.returning(h.c.trial_id)
+        silent = sa.exists().where(
+            h.c.trial_id == b("p_tid"), clock - h.c.beat > b("p_grace", type_=sa.Float(53))
+        )
+        self.fail_silent = (
+            t.update()
+            .where(t.c.id == b("p_tid"), t.c.state == TrialState.RUNNING.value, silent)
+            .values(
+                state=TrialState.FAILED.value,
+                value=None,
+                error=b("p_error"),
+                datetime_start=sa.func.coalesce(t.c.datetime_start, b("p_now", type_=sa.DateTime)),
+                datetime_complete=b("p_now", type_=sa.DateTime),
+            )
+            .returning(*t.c)
         )
         self.beat_ages = (
             sa.select(h.c.trial_id, (clock - h.c.beat).label("age"))
@@ -388,7 +413,11 @@ class SQLStorage(Storage):
         try:
             for attempt in range(5):
                 try:
-                    self._md.create_all(self._engine, checkfirst=True)
+                    self._md.create_all(
+                        self._engine,
+                        tables=[self._meta, self._studies, self._trials, self._inter],
+                        checkfirst=True,
+                    )
                     break
                 except sa.exc.DatabaseError:  # another process created the tables meanwhile
                     if attempt == 4:
@@ -422,6 +451,25 @@ class SQLStorage(Storage):
             )
         if self._engine.dialect.name == "postgresql":
             self._widen_steps()
+        self._has_beats = self._create_beats()
+
+    def _create_beats(self) -> bool:
+        """Create the heartbeat table of a database from before it; a user not allowed to
+        create tables still opens the database, without heartbeats."""
+        sa = self._sa
+        try:
+            self._beats.create(self._engine, checkfirst=True)
+            return True
+        except sa.exc.SQLAlchemyError as exc:
+            if sa.inspect(self._engine).has_table("tunecraft_heartbeats"):
+                return True  # another process created it meanwhile
+            _log.warning(
+                "Storage '%s' has no heartbeat table and could not create it (%s); "
+                "Study(heartbeat_interval=...) will not work on it.",
+                _redact(str(self.url)),
+                _first_line(exc),
+            )
+            return False
 
     def _widen_steps(self) -> None:
         """Widen the step column of a PostgreSQL database created with a 32-bit one (before
@@ -557,7 +605,8 @@ class SQLStorage(Storage):
         def fn(conn: Connection) -> int:
             ids = sa.select(t.c.id).where(t.c.study_id == study_id)
             conn.execute(i.delete().where(i.c.trial_id.in_(ids)))
-            conn.execute(self._beats.delete().where(self._beats.c.trial_id.in_(ids)))
+            if self._has_beats:
+                conn.execute(self._beats.delete().where(self._beats.c.trial_id.in_(ids)))
             conn.execute(t.delete().where(t.c.study_id == study_id))
             return int(conn.execute(s.delete().where(s.c.id == study_id)).rowcount)
 
@@ -642,7 +691,8 @@ class SQLStorage(Storage):
                 raise TrialStateError(
                     f"resume_trial: trial {found.number} is {found.state}, not paused."
                 )
-            conn.execute(q.forget_beats, {"p_tids": [trial_id]})  # from before its pause
+            if self._has_beats:  # from before its pause
+                conn.execute(q.forget_beats, {"p_tids": [trial_id]})
             return self._record_of_row(conn, row, trial_id)
 
         return self._run("resume_trial", fn)
@@ -757,7 +807,7 @@ class SQLStorage(Storage):
                 raise TrialStateError(
                     f"Trial {found.number} is {found.state}; it cannot become {state.value}."
                 )
-            if state is TrialState.RUNNING:  # running again: its old heartbeat says nothing
+            if state is TrialState.RUNNING and self._has_beats:  # its old beat says nothing
                 conn.execute(q.forget_beats, {"p_tids": [trial_id]})
             return self._record_of_row(conn, row, trial_id)
 
@@ -831,16 +881,41 @@ class SQLStorage(Storage):
         ids = sorted({int(i) for i in trial_ids})
         if not ids:
             return []
+        if not self._has_beats:
+            raise StorageError(
+                f"Storage '{_redact(str(self.url))}' has no heartbeat table (it could not be "
+                "created when it was opened: the database user may create no tables)."
+            )
         q = self._q
 
         def fn(conn: Connection) -> set[int]:
-            conn.execute(q.forget_beats, {"p_tids": ids})
+            if q.beat_forget_first:
+                conn.execute(q.forget_beats, {"p_tids": ids})
             return {int(r[0]) for r in conn.execute(q.beat, {"p_tids": ids})}
 
         alive = self._run("record_heartbeat", fn)
         return [i for i in ids if i not in alive]
 
+    def fail_if_silent(self, trial_id: int, grace: float, error: str) -> FrozenTrial | None:
+        if not self._has_beats:
+            raise StorageError(f"Storage '{_redact(str(self.url))}' has no heartbeat table.")
+        params = {
+            "p_tid": trial_id,
+            "p_grace": float(grace),
+            "p_error": error,
+            "p_now": _to_db_time(utcnow()),
+        }
+
+        def fn(conn: Connection) -> FrozenTrial | None:
+            row = conn.execute(self._q.fail_silent, params).first()
+            return None if row is None else self._record_of_row(conn, row, trial_id)
+
+        return self._run("fail_if_silent", fn)
+
     def heartbeat_ages(self, study_id: int) -> dict[int, float]:
+        if not self._has_beats:
+            raise StorageError(f"Storage '{_redact(str(self.url))}' has no heartbeat table.")
+
         def fn(conn: Connection) -> dict[int, float]:
             if conn.execute(self._q.study_exists, {"p_sid": study_id}).first() is None:
                 raise StudyNotFoundError(f"No study with id {study_id}.")
@@ -870,13 +945,35 @@ def _reopen(url: str, engine_kwargs: dict[str, Any]) -> SQLStorage:
         from sqlalchemy.pool import NullPool
 
         kwargs.setdefault("poolclass", NullPool)
-    key = (os.getpid(), url, repr(sorted(engine_kwargs.items())))
+    try:
+        key = (os.getpid(), url, repr(_stable(engine_kwargs)))
+    except TypeError:  # an option sent by value (a closure, an object): each copy is new
+        fresh = SQLStorage(url, engine_kwargs=kwargs)
+        fresh._engine_kwargs = dict(engine_kwargs)
+        return fresh  # not cached: it is closed when the task drops it, as before
     with _REOPEN_LOCK:
-        storage = _REOPENED.get(key)
-        if storage is None:
-            storage = _REOPENED[key] = SQLStorage(url, engine_kwargs=kwargs)
-            storage._engine_kwargs = dict(engine_kwargs)  # what it is sent on with
-        return storage
+        cached = _REOPENED.get(key)
+        if cached is None:
+            cached = _REOPENED[key] = SQLStorage(url, engine_kwargs=kwargs)
+            cached._engine_kwargs = dict(engine_kwargs)  # what it is sent on with
+        return cached
+
+
+def _stable(value: Any) -> Any:
+    """``value`` as plain data that is equal in every copy unpickled from one pickle, or
+    ``TypeError``: a repr with an object's address would make each copy a new cache key."""
+    if value is None or isinstance(value, (str, int, float, bool, bytes)):
+        return value
+    if isinstance(value, Mapping):
+        return ("map", tuple(sorted((str(k), _stable(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        return ("seq", tuple(_stable(v) for v in value))
+    name = getattr(value, "__qualname__", None)
+    if isinstance(value, type) or (callable(value) and name is not None):
+        module = getattr(value, "__module__", None)
+        if module and name and "<" not in name:  # pickled by reference: the same object
+            return ("ref", module, name)
+    raise TypeError(type(value).__name__)
 
 
 def _dispose(engine: Any, pid: int) -> None:

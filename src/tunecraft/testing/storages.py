@@ -380,6 +380,27 @@ class StorageConformance:
         with pytest.raises(StudyNotFoundError):
             storage.heartbeat_ages(other)
 
+    def test_fail_if_silent_checks_and_fails_at_once(self, storage: Storage) -> None:
+        if type(storage).fail_if_silent is Storage.fail_if_silent:
+            pytest.skip(f"{type(storage).__name__} does not record heartbeats (optional)")
+        sid = self.new_study(storage).study_id
+        silent, beating, never = (storage.create_trial(sid) for _ in range(3))
+        storage.record_heartbeat([silent.trial_id, beating.trial_id])
+        time.sleep(0.3)
+        storage.record_heartbeat([beating.trial_id])
+        assert storage.fail_if_silent(beating.trial_id, 0.2, "stale: x") is None
+        assert storage.fail_if_silent(never.trial_id, 0.2, "stale: x") is None  # no beat
+        assert storage.fail_if_silent(silent.trial_id, 5.0, "stale: x") is None  # in grace
+        failed = storage.fail_if_silent(silent.trial_id, 0.2, "stale: no heartbeat")
+        assert failed is not None
+        assert (failed.state, failed.error) == (TrialState.FAILED, "stale: no heartbeat")
+        assert failed.datetime_complete is not None
+        assert storage.get_trial(silent.trial_id) == failed
+        assert storage.fail_if_silent(silent.trial_id, 0.2, "again") is None  # finished
+        storage.set_state(beating.trial_id, TrialState.PAUSED, value=1.0)
+        time.sleep(0.3)
+        assert storage.fail_if_silent(beating.trial_id, 0.2, "stale: x") is None  # paused
+
     # -- states ----------------------------------------------------------------------------------
     def test_state_transitions(self, storage: Storage) -> None:
         sid = self.new_study(storage).study_id
