@@ -132,3 +132,121 @@ def test_bad_executors_are_clear_errors(executor: Any) -> None:
         tc.Study(SPACE).optimize(lambda t: 0.0, n_trials=1, executor=executor)
     with pytest.raises(TypeError, match=r"must be None, a dask\.distributed\.Client or 'ray'"):
         tc.Study(SPACE).optimize(lambda t: 0.0, n_trials=1, executor="dask")
+
+
+def wait_idle(study: tc.Study, seconds: float = 20.0) -> None:
+    """Wait for the trials still running on the workers (a fresh worker process may take a
+    while to import) to finish."""
+    deadline = time.monotonic() + seconds
+    while study.get_trials(["running"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_fails_that_trial_and_starts_no_new_one(
+    executor: Any, url: str
+) -> None:
+    """Dask started the task again on another worker, which ran a new trial: optimize
+    returned normally with one trial more than asked and the lost one left running."""
+    import signal
+    import threading
+
+    study = tc.Study(SPACE, storage=url, name="killed", sampler="random", seed=0)
+
+    def objective(trial: Trial) -> float:
+        trial.set_user_attr("pid", os.getpid())
+        time.sleep(1.5 if trial.number == 0 else 0.2)
+        return 1.0
+
+    def kill_trial_0() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            running = [t for t in study.get_trials(["running"]) if t.number == 0]
+            if running and "pid" in running[0].user_attrs:
+                os.kill(running[0].user_attrs["pid"], signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_trial_0, daemon=True)
+    killer.start()
+    with pytest.raises(WorkerError, match="task stopped"):
+        study.optimize(objective, n_trials=6, n_jobs=2, executor=executor)
+    killer.join()
+    wait_idle(study)  # the other trial in flight finishes
+    study.fail_stale_trials()  # as the next optimize does (a loaded machine may lose more)
+    trials = study.trials
+    assert trials[0].state is TrialState.FAILED
+    assert str(trials[0].error).startswith(("lost:", "stale:"))
+    assert not study.get_trials(["running"])
+    assert len(trials) <= 6
+    time.sleep(3.0)  # the cluster replaces the worker before the next test
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt()], ids=["exit", "interrupt"])
+def test_exit_or_interrupt_in_the_objective_is_an_error_not_a_lost_worker(
+    executor: Any, url: str, exc: BaseException
+) -> None:
+    study = tc.Study(SPACE, storage=url, name="exit", sampler="random", seed=0)
+
+    def objective(trial: Trial) -> float:
+        if trial.number == 1:
+            raise exc
+        time.sleep(0.1)
+        return 1.0
+
+    with pytest.raises(WorkerError, match=type(exc).__name__):
+        study.optimize(objective, n_trials=8, n_jobs=2, executor=executor, catch=())
+    wait_idle(study)
+    trials = study.trials
+    assert trials[1].state is TrialState.FAILED
+    assert len(trials) < 8
+    assert not study.get_trials(["running"])
+
+
+@pytest.mark.slow
+def test_no_trial_starts_after_an_error_even_with_more_in_flight_than_slots(
+    executor: Any, url: str
+) -> None:
+    study = tc.Study(SPACE, storage=url, name="queued", sampler="random", seed=0)
+
+    def objective(trial: Trial) -> float:
+        if trial.number == 0:
+            raise RuntimeError("boom")
+        time.sleep(0.5)
+        return 1.0
+
+    with pytest.raises(WorkerError, match="boom"):
+        study.optimize(objective, n_trials=20, n_jobs=8, executor=executor, catch=())
+    started = len(study.trials)
+    wait_idle(study)
+    time.sleep(2.0)  # queued tasks (6 beyond the 2 slots) would start trials now
+    assert len(study.trials) <= started + 1  # one may have been on its way to a freed slot
+    assert len(study.trials) <= 4
+
+
+def test_an_error_whose_class_does_not_unpickle_keeps_its_message(executor: Any, url: str) -> None:
+    class _TwoArgError(Exception):  # its instances do not unpickle (two required arguments)
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(f"{a}-{b}")
+
+    study = tc.Study(SPACE, storage=url, name="two-args", sampler="random", seed=0)
+
+    def objective(trial: Trial) -> float:
+        raise _TwoArgError(1, 2)
+
+    with pytest.raises(WorkerError, match="_TwoArgError: 1-2"):
+        study.optimize(objective, n_trials=1, executor=executor, catch=())
+
+
+def test_ray_needs_no_standalone_cloudpickle(
+    executor: Any, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if executor != "ray":
+        pytest.skip("Ray ships its own cloudpickle; Dask depends on the standalone one")
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # as with only tunecraft[ray]
+    study = tc.Study(SPACE, storage=url, name="ray-only", sampler="random", seed=0)
+    study.optimize(lambda t: 0.0, n_trials=2, executor=executor)
+    assert len(study.get_trials(["complete"])) == 2

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import pickle
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tunecraft._imports import require
-from tunecraft.exceptions import InvalidParameterError, SamplerExhaustedError, WorkerError
+from tunecraft.exceptions import (
+    InvalidParameterError,
+    SamplerExhaustedError,
+    TrialStateError,
+    WorkerError,
+)
 from tunecraft.logging import get_logger
 
 if TYPE_CHECKING:
@@ -29,13 +36,28 @@ class DaskBackend:
         self._distributed = require("distributed", "dask", purpose="running trials on Dask")
         self._client = client
         self._done: Any = None
+        self._futures: list[Any] = []
+
+    def pickler(self) -> Any:
+        return require("cloudpickle", self.extra, purpose=f"{self.name} tasks")
 
     def slots(self) -> int:
         return max(1, sum(self._client.nthreads().values()))
 
+    def cap(self, n_concurrent: int) -> int:
+        return n_concurrent  # tasks queued beyond the slots can be cancelled (stop)
+
+    def stop(self) -> None:
+        # Tasks not started never start; one already running goes on in its thread and
+        # records its trial (Dask cannot interrupt it).
+        unfinished = [f for f in self._futures if not f.done()]
+        if unfinished:
+            self._client.cancel(unfinished)
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         # pure=False: every task gets its own key, although their arguments are the same.
         future = self._client.submit(fn, *args, pure=False)
+        self._futures = [f for f in self._futures if not f.done()] + [future]
         if self._done is None:
             self._done = self._distributed.as_completed([future])
         else:
@@ -67,9 +89,20 @@ class RayBackend:
         if not self._ray.is_initialized():
             self._ray.init()
 
+    def pickler(self) -> Any:
+        return self._ray.cloudpickle  # Ray ships its own; the ray extra brings no other
+
     def slots(self) -> int:
         self._connect()
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+
+    def cap(self, n_concurrent: int) -> int:
+        # ray.cancel would interrupt running tasks too (a trial cut mid-write), so no task
+        # is left queued that an error would have to cancel: at most one per CPU in flight.
+        return min(n_concurrent, self.slots())
+
+    def stop(self) -> None:
+        pass  # nothing queued (cap); the running tasks finish and record their trials
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         self._connect()
@@ -131,8 +164,13 @@ def run_as_tasks(
     An error the objective raises and ``catch`` does not cover fails its trial (as in
     :meth:`Study.optimize`) and is raised here as
     :class:`~tunecraft.exceptions.WorkerError`, as is a task the cluster lost (a worker that
-    died). No trial starts after that; the trials already running finish on their workers
-    and are recorded in the storage, as they are when the caller is interrupted (Ctrl-C).
+    died: its trial is marked failed, and a task that Dask starts again on another worker
+    fails at once rather than run a new trial). ``KeyboardInterrupt`` and ``SystemExit``
+    from the objective are errors too, and do not take the worker down. No trial starts
+    after an error or an interruption of the caller (Ctrl-C); the trials already running
+    finish on their workers and are recorded in the storage. On Ray, at most one task per
+    CPU of the cluster is in flight, whatever ``n_concurrent`` says: a queued Ray task cannot
+    be cancelled without interrupting the running ones.
     """
     if study.storage.url is None:
         raise InvalidParameterError(
@@ -140,7 +178,7 @@ def run_as_tasks(
             "share an in-memory storage; pass storage='sqlite:///study.db' (one machine) or "
             "'postgresql://...' (several)."
         )
-    cloudpickle = require("cloudpickle", backend.extra, purpose=f"{backend.name} tasks")
+    cloudpickle = backend.pickler()
     for what, value in (("objective", objective), ("study", study)):
         try:  # as the cluster will; its own error names none of what the user wrote
             cloudpickle.dumps(value)
@@ -150,8 +188,7 @@ def run_as_tasks(
                 f"but it cannot be pickled ({type(exc).__name__}: {exc}); define it at module "
                 "level, or keep what it uses (locks, open files, connections) out of it."
             ) from None
-    if n_concurrent is None:
-        n_concurrent = backend.slots()
+    n_concurrent = backend.cap(backend.slots() if n_concurrent is None else n_concurrent)
     deadline = None if timeout is None else time.time() + timeout
     progress: Any = None
     if show_progress_bar:
@@ -171,7 +208,7 @@ def run_as_tasks(
                 return
             if deadline is not None and time.time() >= deadline:
                 return
-            backend.submit(_one_trial, study, objective, catch, deadline)
+            backend.submit(_one_trial, study, objective, catch, deadline, uuid.uuid4().hex)
             submitted += 1
             inflight += 1
 
@@ -183,11 +220,20 @@ def run_as_tasks(
             try:
                 kind, record = backend.result(handle)
             except Exception as exc:
+                study.fail_stale_trials()  # a worker that died on this host left its trial
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise WorkerError(
                     f"A {backend.name} task stopped: {type(exc).__name__}"
                     + (f": {first}" if first else "")
                 ) from exc
+            if kind == "error":
+                raise WorkerError(f"A {backend.name} task stopped: {record}")
+            if kind == "lost":
+                study.fail_stale_trials()  # any other trial of the dead worker
+                raise WorkerError(
+                    f"A {backend.name} task stopped: the worker running trial {record.number} "
+                    f"died; the trial is marked failed."
+                )
             if kind == "exhausted":
                 exhausted = True
             elif record is not None:
@@ -197,6 +243,9 @@ def run_as_tasks(
                 if progress is not None:
                     progress.advance(record)
             fill()
+    except BaseException:
+        backend.stop()  # no trial starts after an error or an interruption
+        raise
     finally:
         if progress is not None:
             progress.close()
@@ -205,17 +254,52 @@ def run_as_tasks(
     return records
 
 
+_TASK_ATTR = "tc.task"  # the task that runs a trial (Dask may start a task again elsewhere)
+
+
 def _one_trial(
     study: Study,
     objective: Callable[[Trial], Any],
     catch: tuple[type[BaseException], ...],
     deadline: float | None,
-) -> tuple[str, FrozenTrial | None]:
-    """One trial, on a worker: ``("trial", record)``, ``("exhausted", None)`` when the
-    sampler has nothing left, or ``("late", None)`` when the task started after the deadline."""
+    token: str,
+) -> tuple[str, Any]:
+    """One trial, on a worker: ``("trial", record)``; ``("exhausted", None)`` when the
+    sampler has nothing left; ``("late", None)`` when the task started after the deadline;
+    ``("lost", record)`` when this task ran before on a worker that died (its trial, now
+    failed); ``("error", message)`` for ``KeyboardInterrupt`` or ``SystemExit``."""
+    from tunecraft.trial import TrialState
+
+    storage = study.storage
+    for t in storage.get_trials(study.study_id, {TrialState.RUNNING}):
+        if t.user_attrs.get(_TASK_ATTR) == token:  # started again: its first worker died
+            try:
+                record = storage.set_state(
+                    t.trial_id,
+                    TrialState.FAILED,
+                    error="lost: the worker running it died",
+                    expected={TrialState.RUNNING},
+                )
+            except TrialStateError:
+                record = storage.get_trial(t.trial_id)
+            return "lost", record
     if deadline is not None and time.time() >= deadline:
         return "late", None
+
+    def tagged(trial: Trial) -> Any:
+        storage.set_user_attr(trial.trial_id, _TASK_ATTR, token)
+        return objective(trial)
+
     try:
-        return "trial", study.run_trial(objective, catch=catch)
+        return "trial", study.run_trial(tagged, catch=catch)
     except SamplerExhaustedError:
         return "exhausted", None
+    except Exception as exc:
+        try:  # one that does not unpickle reached Ray's caller as "UnserializableException"
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+        raise
+    except (KeyboardInterrupt, SystemExit) as exc:  # the trial is failed already; raised,
+        # they would take the worker down, and Dask would start the task (a new trial) again
+        return "error", f"{type(exc).__name__}: {exc}"
