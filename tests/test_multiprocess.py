@@ -177,3 +177,22 @@ def test_n_jobs_under_the_spawn_start_method(
 
 def _spawned_objective(trial: Trial) -> float:
     return trial.config["x"]
+
+
+def test_an_interrupt_raised_in_a_worker_reaches_the_caller(tmp_path: Path) -> None:
+    """KeyboardInterrupt from the objective in one worker (not a Ctrl-C, which the parent
+    gets too) stopped the workers, and optimize returned as if the study were done."""
+    study = tc.Study(SPACE, storage=f"sqlite:///{tmp_path / 'i.db'}", sampler="random", seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(_interrupted_at_trial_1, n_trials=20, n_jobs=2)
+    trials = study.trials
+    assert trials[1].state is TrialState.FAILED and trials[1].error == "interrupted"
+    assert len(trials) < 20
+    assert not study.get_trials(["running"])
+
+
+def _interrupted_at_trial_1(trial: Trial) -> float:
+    if trial.number == 1:
+        raise KeyboardInterrupt
+    time.sleep(0.05)
+    return 0.0

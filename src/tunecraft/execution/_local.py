@@ -77,6 +77,7 @@ def run_in_processes(
         )
         progress._sign = 1.0 if study.direction == "minimize" else -1.0
     errors: list[str] = []
+    interrupted = False
     for p in procs:
         p.start()
     try:
@@ -92,6 +93,8 @@ def run_in_processes(
                 progress.advance(payload)
             elif kind == "error":
                 errors.append(payload)
+            elif kind == "interrupted":
+                interrupted = True
         for p in procs:
             p.join()
     except KeyboardInterrupt:
@@ -108,6 +111,8 @@ def run_in_processes(
         errors.append(f"{crashed[0].name} exited with code {crashed[0].exitcode}")
     if errors:
         raise WorkerError(f"A worker process stopped: {errors[0].splitlines()[0]}")
+    if interrupted:  # raised in a worker alone (not a Ctrl-C, which reaches us too)
+        raise KeyboardInterrupt
 
 
 def _shutdown(procs: Sequence[Any]) -> None:
@@ -156,6 +161,7 @@ def _worker(
                 cb(study, record)
     except KeyboardInterrupt:
         stop.set()  # the trial is already marked failed; the parent re-raises
+        results.put(("interrupted", ""))
     except BaseException as exc:
         stop.set()
         results.put(("error", f"{type(exc).__name__}: {exc}"))
