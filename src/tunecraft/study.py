@@ -798,8 +798,6 @@ class Study:
         """A new :class:`Trial` for ``record``, known to :meth:`tell` by its number."""
         trial = Trial(self, record, **kwargs)
         self._handles[record.number] = trial
-        if self._heartbeat is not None and record.trial_id not in self._heartbeat.trial_ids:
-            self._heartbeat.start(record.trial_id)
         return trial
 
     def _record_of(self, trial: Trial | int) -> FrozenTrial:
@@ -896,8 +894,7 @@ class Study:
             record = self._storage.fail_if_silent(  # checked again, in the same statement
                 tid,
                 self._grace_period,
-                f"stale: no heartbeat for more than {self._grace_period:g} s "
-                f"(the last {age:.1f} s before it was judged)",
+                f"stale: no heartbeat for {age:.1f} s (grace period {self._grace_period:g} s)",
             )
             if record is None:
                 continue  # finished, paused or beating again meanwhile
