@@ -250,3 +250,24 @@ def test_ray_needs_no_standalone_cloudpickle(
     study = tc.Study(SPACE, storage=url, name="ray-only", sampler="random", seed=0)
     study.optimize(lambda t: 0.0, n_trials=2, executor=executor)
     assert len(study.get_trials(["complete"])) == 2
+
+
+def test_run_as_tasks_names_a_bad_count(executor: Any, url: str) -> None:
+    """Called directly (it is public in tunecraft.execution), n_concurrent=0 ran nothing."""
+    from tunecraft.execution import run_as_tasks
+    from tunecraft.execution._tasks import backend_for
+
+    study = tc.Study(SPACE, storage=url, name="bad-count", sampler="random", seed=0)
+    with pytest.raises(InvalidParameterError, match="'n_concurrent'"):
+        run_as_tasks(
+            study,
+            lambda t: 0.0,
+            backend=backend_for(executor),
+            n_trials=2,
+            timeout=None,
+            n_concurrent=0,
+            callbacks=[],
+            catch=(Exception,),
+            show_progress_bar=False,
+        )
+    assert study.trials == []

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tunecraft._imports import require
+from tunecraft._validation import check_int
 from tunecraft.exceptions import (
     InvalidParameterError,
     SamplerExhaustedError,
@@ -172,6 +173,8 @@ def run_as_tasks(
     CPU of the cluster is in flight, whatever ``n_concurrent`` says: a queued Ray task cannot
     be cancelled without interrupting the running ones.
     """
+    check_int(n_trials, "n_trials", "run_as_tasks", low=1, allow_none=True)
+    check_int(n_concurrent, "n_concurrent", "run_as_tasks", low=1, allow_none=True)
     if study.storage.url is None:
         raise InvalidParameterError(
             f"Study.optimize(executor=...) runs trials on {backend.name} workers, which cannot "
