@@ -46,6 +46,21 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'cluster.db'}"
 
 
+def wait_idle(study: tc.Study, seconds: float = 20.0, quiet: float = 0.5) -> None:
+    """Wait for the trials still running on the workers (a fresh worker process may take a
+    while to import) to finish, and for ``quiet`` seconds with no trial running and none
+    new: a task begun before the caller's error may not have asked for its trial yet."""
+    deadline = time.monotonic() + seconds
+    seen, still_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        n, running = len(study.trials), study.get_trials(["running"])
+        if running or n != seen:
+            seen, still_since = n, time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            return
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_trials_run_on_the_workers_exactly_n_times(executor: Any, url: str) -> None:
     study = tc.Study(SPACE, storage=url, name="spread", sampler="random", seed=0)
@@ -85,7 +100,7 @@ def test_an_uncaught_error_fails_its_trial_and_stops_the_run(executor: Any, url:
 
     with pytest.raises(WorkerError, match=r"A (Dask|Ray) task stopped: RuntimeError: bad config"):
         study.optimize(objective, n_trials=50, n_jobs=2, executor=executor, catch=())
-    time.sleep(0.5)  # a task already running when the error arrived finishes
+    wait_idle(study)  # a task already running when the error arrived finishes
     trials = study.trials
     assert trials[2].state is TrialState.FAILED and "bad config" in str(trials[2].error)
     assert len(trials) < 50
@@ -132,14 +147,6 @@ def test_bad_executors_are_clear_errors(executor: Any) -> None:
         tc.Study(SPACE).optimize(lambda t: 0.0, n_trials=1, executor=executor)
     with pytest.raises(TypeError, match=r"must be None, a dask\.distributed\.Client or 'ray'"):
         tc.Study(SPACE).optimize(lambda t: 0.0, n_trials=1, executor="dask")
-
-
-def wait_idle(study: tc.Study, seconds: float = 20.0) -> None:
-    """Wait for the trials still running on the workers (a fresh worker process may take a
-    while to import) to finish."""
-    deadline = time.monotonic() + seconds
-    while study.get_trials(["running"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -218,10 +225,11 @@ def test_no_trial_starts_after_an_error_even_with_more_in_flight_than_slots(
 
     with pytest.raises(WorkerError, match="boom"):
         study.optimize(objective, n_trials=20, n_jobs=8, executor=executor, catch=())
-    started = len(study.trials)
     wait_idle(study)
     time.sleep(2.0)  # queued tasks (6 beyond the 2 slots) would start trials now
-    assert len(study.trials) <= started + 1  # one may have been on its way to a freed slot
+    # At most trial 0, the other worker's task (begun, though perhaps not yet at its ask
+    # when the error came back; CI saw that once) and two tasks handed to a freed worker
+    # before the cancel reached the scheduler. Uncancelled, the queue runs 8 or more.
     assert len(study.trials) <= 4
 
 

@@ -167,9 +167,10 @@ def run_as_tasks(
     :class:`~tunecraft.exceptions.WorkerError`, as is a task the cluster lost (a worker that
     died: its trial is marked failed, and a task that Dask starts again on another worker
     fails at once rather than run a new trial). ``KeyboardInterrupt`` and ``SystemExit``
-    from the objective are errors too, and do not take the worker down. No trial starts
-    after an error or an interruption of the caller (Ctrl-C); the trials already running
-    finish on their workers and are recorded in the storage. On Ray, at most one task per
+    from the objective are errors too, and do not take the worker down. After an error or
+    an interruption of the caller (Ctrl-C) no task is submitted and the queued ones are
+    cancelled; a task a worker has already begun runs its trial to the end, and the trial
+    is recorded in the storage. On Ray, at most one task per
     CPU of the cluster is in flight, whatever ``n_concurrent`` says: a queued Ray task cannot
     be cancelled without interrupting the running ones.
     """
@@ -247,7 +248,7 @@ def run_as_tasks(
                     progress.advance(record)
             fill()
     except BaseException:
-        backend.stop()  # no trial starts after an error or an interruption
+        backend.stop()  # the queued tasks never start their trials
         raise
     finally:
         if progress is not None:
