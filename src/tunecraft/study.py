@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Study", "delete_study", "list_studies", "load_study"]
 
+_TWIN_RETRIES = 3  # twins of twins are rarer still; a fourth would run as it is
+
 _log = get_logger("study")
 _DIRECTIONS = ("minimize", "maximize")
 Objective = Callable[[Trial], Any]
@@ -491,13 +493,16 @@ class Study:
                 self._storage.set_trial_config(record.trial_id, config)
                 record = _with(record, config=config)
             return self._handle(self._prepare(record))
-        history = self._sampler_history(fresh)
+        stored = fresh if fresh is not None else self.history()
+        history = self._sampler_history(stored)
         if self.sampler.is_exhausted(self.space, history):
             resumed = self._resume_stranded(worker) if self.scheduler is not None else None
             if resumed is not None:
                 return resumed
             raise SamplerExhaustedError(f"The sampler of study '{self.name}' has nothing left.")
         self.sampler.warm_up(self.space, history)  # before the trial's clock starts
+        if self.sampler.avoids_twins:
+            stored.trials  # noqa: B018  (read now: _untwin compares with what was stored then)
         record = self._beat(
             self._storage.create_trial(self.study_id, state=TrialState.RUNNING, worker=worker)
         )
@@ -509,7 +514,61 @@ class Study:
             )
             raise
         self._storage.set_trial_config(record.trial_id, config)
+        if self.sampler.avoids_twins:
+            try:
+                config = self._untwin(record, config, stored)
+            except BaseException as exc:
+                self._storage.set_state(
+                    record.trial_id, TrialState.FAILED, error=f"sampler: {_describe(exc)}"
+                )
+                raise
         return self._handle(self._prepare(_with(record, config=config)))
+
+    def _untwin(self, record: FrozenTrial, config: dict[str, Any], stored: History) -> dict:
+        """Ask the sampler again while another trial holds the same config, one whose config
+        the ``stored`` history (read before the sampler proposed) did not show: started by
+        another worker, which could not see this one either, or still without its config
+        then. Return the config stored for ``record``.
+
+        Both of such a pair may ask again (each sees the other's config once it is stored),
+        never neither: whichever stores its config last finds the other's. A sampler with
+        nothing left (the grid's last point) keeps the twin, as does one that, shown the
+        twin, proposes its config again (a scheduler's view may hide it from the sampler).
+        """
+        for _ in range(_TWIN_RETRIES):
+            shown = {t.number: t.config for t in stored.trials}
+            # a twin is newer than the history, or was in it running: still without its
+            # config, or with one it has changed since (asked again for a twin of its own)
+            running = [t.number for t in stored.running if t.number != record.number]
+            after = min(running) - 1 if running else max(shown, default=-1)
+            newer = self._storage.get_trial_configs(self.study_id, after=after)
+            twins = [  # of any state: a fast twin may be finished already
+                n
+                for n, c in newer.items()
+                if n != record.number and c == config and shown.get(n) != config
+            ]
+            if not twins:
+                return config
+            stored = self.history()
+            try:
+                again = self.sampler.suggest(
+                    self.space, self._sampler_history(stored), record.number
+                )
+            except SamplerExhaustedError:
+                return config
+            again = self.space.validate(again)
+            if again == config:
+                return config
+            config = again
+            self._storage.set_trial_config(record.trial_id, config)
+            _log.debug(
+                "Study '%s': trial %d had the config of trial %d, started meanwhile; "
+                "the sampler proposed again.",
+                self.name,
+                record.number,
+                twins[0],
+            )
+        return config
 
     def _prepare(self, record: FrozenTrial, *, new_config: bool = False) -> FrozenTrial:
         """Give a starting trial the study's default attributes and its derived config."""

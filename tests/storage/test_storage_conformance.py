@@ -50,6 +50,17 @@ class TestMemoryStorage(StorageConformance):
         assert copy.user_attrs["k"][1] is not record.user_attrs["k"][1]
 
 
+class TestBaseDefaults(StorageConformance):
+    """A storage that keeps the defaults of Storage's optional methods meets the contract."""
+
+    class Plain(MemoryStorage):
+        get_trial_configs = Storage.get_trial_configs
+
+    @pytest.fixture
+    def storage(self) -> Storage:
+        return self.Plain()
+
+
 class TestSQLiteStorage(StorageConformance, ConcurrentStorageConformance):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> Iterator[Storage]:

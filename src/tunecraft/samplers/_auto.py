@@ -40,6 +40,8 @@ class AutoSampler(Sampler):
         max_cat_share: Largest share of categorical parameters the GP takes (in percent).
     """
 
+    avoids_twins = True  # the GP's optimum is deterministic
+
     def __init__(
         self,
         *,

@@ -80,7 +80,16 @@ class Sampler(ABC):
     avoid duplicating work in flight. Samplers know nothing of schedulers.
 
     Subclasses implement :meth:`suggest`; :meth:`is_exhausted` is optional.
+
+    Two workers that read the history at the same moment see neither's new trial. A sampler
+    whose proposals for such a pair can coincide (a deterministic optimum, the next grid
+    point) sets :attr:`avoids_twins`: the study then looks, after storing a proposal, for a
+    trial started meanwhile with the same config, and asks again with that trial in the
+    history.
     """
+
+    #: Ask again when a trial started concurrently holds the same config (see above).
+    avoids_twins: bool = False
 
     def __init__(self, *, seed: int | None = None) -> None:
         from tunecraft._validation import check_int

@@ -32,8 +32,12 @@ class GridSampler(Sampler):
         seed: Seeds the shuffle.
 
     Points already tried, running or enqueued in the study are skipped, so parallel workers and
-    a resumed study do not repeat them.
+    a resumed study do not repeat them; of two workers that take the same point at the same
+    moment one moves on to the next (:attr:`~tunecraft.samplers.Sampler.avoids_twins`), except
+    at the grid's last point, which both then run.
     """
+
+    avoids_twins = True  # two workers with one history take the same next point
 
     def __init__(
         self,

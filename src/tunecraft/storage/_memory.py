@@ -285,6 +285,15 @@ class MemoryStorage(Storage):
             trials = [self._trials[tid] for tid in self._study_trials[study_id]]
         return [_snapshot(t) for t in trials if states is None or t.state in states]
 
+    def get_trial_configs(self, study_id: int, *, after: int = -1) -> dict[int, dict[str, Any]]:
+        with self._lock:
+            if study_id not in self._studies:
+                raise StudyNotFoundError(f"No study with id {study_id}.")
+            tids = self._study_trials[study_id]
+            # numbers are dense from 0 in creation order: the newest are the last ids
+            newest = [self._trials[tid] for tid in tids[max(after + 1, 0) :]]
+            return {t.number: copy.deepcopy(t.config) for t in newest if t.number > after}
+
 
 def _finite(value: Any, what: str) -> float:
     value = float(value)

@@ -242,6 +242,9 @@ class _Statements:
         self.study_trials_in = self.study_trials.where(
             t.c.state.in_(b("p_states", expanding=True))
         )
+        self.study_configs = sa.select(t.c.number, t.c.config).where(
+            t.c.study_id == b("p_sid"), t.c.number > b("p_after")
+        )
         join = i.join(t, t.c.id == i.c.trial_id)
         self.study_inter = (
             sa.select(i.c.trial_id, i.c.step, i.c.value)
@@ -875,6 +878,18 @@ class SQLStorage(Storage):
             return [self._record(r, inter[int(r.id)]) for r in rows]
 
         return self._run("get_trials", fn, write=False)
+
+    def get_trial_configs(self, study_id: int, *, after: int = -1) -> dict[int, dict[str, Any]]:
+        params = {"p_sid": study_id, "p_after": int(after)}
+
+        def fn(conn: Connection) -> dict[int, dict[str, Any]]:
+            rows = conn.execute(self._q.study_configs, params).all()
+            exists = rows or conn.execute(self._q.study_exists, {"p_sid": study_id}).first()
+            if not exists:
+                raise StudyNotFoundError(f"No study with id {study_id}.")
+            return {int(r.number): json.loads(r.config) for r in rows}
+
+        return self._run("get_trial_configs", fn, write=False)
 
     # -- heartbeats ------------------------------------------------------------------------------
     def record_heartbeat(self, trial_ids: Sequence[int]) -> list[int]:

@@ -510,6 +510,25 @@ class StorageConformance:
         for t in everything:
             assert storage.get_trial(t.trial_id) == t
 
+    def test_get_trial_configs_of_the_newest_trials(self, storage: Storage) -> None:
+        sid = self.new_study(storage).study_id
+        other = self.new_study(storage).study_id
+        storage.create_trial(other, config={"x": 0.9})
+        self.finished_trial(storage, sid, TrialState.COMPLETE)  # number 0, {"x": 0.5}
+        storage.create_trial(sid, config={"x": 0.1}, state=TrialState.WAITING)
+        blank = storage.create_trial(sid)
+        assert storage.get_trial_configs(sid) == {0: {"x": 0.5}, 1: {"x": 0.1}, 2: {}}
+        storage.set_trial_config(blank.trial_id, {"x": 0.2})
+        assert storage.get_trial_configs(sid, after=0) == {1: {"x": 0.1}, 2: {"x": 0.2}}
+        assert storage.get_trial_configs(sid, after=2) == {}
+        assert storage.get_trial_configs(sid, after=-7) == storage.get_trial_configs(sid)
+        got = storage.get_trial_configs(sid, after=1)
+        got[2]["x"] = 1.0  # a copy
+        assert storage.get_trial_configs(sid, after=1) == {2: {"x": 0.2}}
+        assert storage.get_trial_configs(self.new_study(storage).study_id) == {}
+        with pytest.raises(StudyNotFoundError):
+            storage.get_trial_configs(10**9)
+
     def test_records_are_snapshots(self, storage: Storage) -> None:
         info = self.new_study(storage, {"x": "uniform(0, 1)", "nested": {"a": [1, 2]}})
         sid = info.study_id

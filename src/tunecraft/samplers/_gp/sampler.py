@@ -185,6 +185,8 @@ class GPSampler(Sampler):
         True
     """
 
+    avoids_twins = True  # its acquisition optimum is the same for two workers with one history
+
     def __init__(
         self,
         *,
