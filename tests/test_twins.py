@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 
 import tunecraft as tc
-from tunecraft.exceptions import SamplerExhaustedError
+from tunecraft.exceptions import SamplerExhaustedError, StorageError
 from tunecraft.samplers import History, Sampler
+from tunecraft.samplers._grid import GridSampler
 from tunecraft.space import Space
+from tunecraft.storage import MemoryStorage, Storage
 from tunecraft.trial import TrialState
 
 POINTS = [{"k": k} for k in range(1, 6)]
@@ -136,6 +139,88 @@ def test_a_sampler_error_on_asking_again_fails_the_trial() -> None:
         study.ask()
     mine = study.trials[0]  # the other worker's is 1
     assert mine.state is TrialState.FAILED and str(mine.error).startswith("sampler:")
+
+
+class InStep(MemoryStorage):
+    """Two workers whose samplers take the same time: both reach the store at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.together = threading.Barrier(2, timeout=5)
+
+    def set_trial_config_and_read(self, *args: Any, **kwargs: Any) -> dict[int, Any]:
+        if kwargs.get("numbers") is not None and not getattr(_local, "stored", False):
+            _local.stored = True
+            self.together.wait()
+        return super().set_trial_config_and_read(*args, **kwargs)
+
+
+_local = threading.local()
+
+
+@pytest.mark.parametrize("storage_class", [InStep, "two-step default"])
+def test_two_workers_in_step_end_on_different_configs_with_one_proposal_more(
+    storage_class: Any,
+) -> None:
+    """Before, each found the other, both asked again from one history and came out twins
+    again, three times over."""
+    if storage_class == "two-step default":
+
+        class TwoSteps(InStep):  # stores, then reads: both find the other
+            def set_trial_config_and_read(self, trial_id: int, config: Any, **kw: Any) -> Any:
+                if getattr(_local, "stored", False):
+                    return Storage.set_trial_config_and_read(self, trial_id, config, **kw)
+                _local.stored = True
+                self.together.wait()
+                self.set_trial_config(trial_id, config)
+                self.together.wait()  # both have stored before either reads
+                others = Storage.set_trial_config_and_read(self, trial_id, config, **kw)
+                self.together.wait()  # and both have read before either asks again
+                return others
+
+        storage_class = TwoSteps
+    same_moment = threading.Barrier(2, timeout=5)
+    calls: list[str] = []
+
+    class Grid(GridSampler):
+        def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
+            history.trials  # noqa: B018  (read the history ...)
+            if not getattr(_local, "proposed", False):
+                _local.proposed = True
+                same_moment.wait()  # ... at the same moment as the other worker
+            calls.append(threading.current_thread().name)
+            return super().suggest(space, history, number)
+
+    study = tc.Study({"k": tc.integer(0, 9)}, sampler=Grid(), storage=storage_class())
+    asked: dict[str, tc.Trial] = {}
+
+    def work() -> None:
+        asked[threading.current_thread().name] = study.ask()
+
+    workers = [threading.Thread(target=work, name=name) for name in "AB"]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    first, second = study.sampler.points(study.space)[:2]  # type: ignore[attr-defined]
+    if storage_class is InStep:
+        assert sorted(t.config["k"] for t in asked.values()) == [first["k"], second["k"]]
+        assert len(calls) == 3  # one of them asked again, once
+    else:
+        assert len(calls) >= 4  # both asked again (as the default's docstring says)
+
+
+def test_a_storage_error_while_storing_the_config_is_named_as_such() -> None:
+    class Down(MemoryStorage):
+        def set_trial_config_and_read(self, *args: Any, **kwargs: Any) -> dict[int, Any]:
+            raise StorageError("database is locked")
+
+    study = tc.Study({"k": tc.integer(1, 5)}, sampler=FirstFree(None), storage=Down())
+    with pytest.raises(StorageError, match="locked"):
+        study.ask()
+    (trial,) = study.trials
+    assert trial.state is TrialState.FAILED
+    assert trial.error == "storing its config: StorageError: database is locked"
 
 
 def test_the_study_samplers_that_can_twin_ask_for_it() -> None:

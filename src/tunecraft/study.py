@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Study", "delete_study", "list_studies", "load_study"]
 
-_TWIN_RETRIES = 3  # twins of twins are rarer still; a fourth would run as it is
+_TWIN_RETRIES = 10  # each one follows a real collision; past them, the twin runs
 
 _log = get_logger("study")
 _DIRECTIONS = ("minimize", "maximize")
@@ -513,54 +513,58 @@ class Study:
                 record.trial_id, TrialState.FAILED, error=f"sampler: {_describe(exc)}"
             )
             raise
-        self._storage.set_trial_config(record.trial_id, config)
         if self.sampler.avoids_twins:
-            try:
-                config = self._untwin(record, config, stored)
-            except BaseException as exc:
-                self._storage.set_state(
-                    record.trial_id, TrialState.FAILED, error=f"sampler: {_describe(exc)}"
-                )
-                raise
+            config = self._untwin(record, config, stored)
+        else:
+            self._storage.set_trial_config(record.trial_id, config)
         return self._handle(self._prepare(_with(record, config=config)))
 
     def _untwin(self, record: FrozenTrial, config: dict[str, Any], stored: History) -> dict:
-        """Ask the sampler again while another trial holds the same config, one whose config
-        the ``stored`` history (read before the sampler proposed) did not show: started by
-        another worker, which could not see this one either, or still without its config
-        then. Return the config stored for ``record``.
+        """Store ``config`` for ``record``, and ask the sampler again while another trial
+        holds the same config, one whose config the ``stored`` history (read before the
+        sampler proposed) did not show: started by another worker, which could not see this
+        one either, or running then and without its config yet (or with one it changed since,
+        for a twin of its own). Return the config stored.
 
-        Both of such a pair may ask again (each sees the other's config once it is stored),
-        never neither: whichever stores its config last finds the other's. A sampler with
-        nothing left (the grid's last point) keeps the twin, as does one that, shown the
-        twin, proposes its config again (a scheduler's view may hide it from the sampler).
+        The storage stores and reads as one step that workers take in turn, so of two that
+        propose the same config at once exactly the second asks again, with the first's
+        config in its history. A sampler with nothing left (the grid's last point) keeps the
+        twin, as does one that, shown the twin, proposes its config again (a scheduler's view
+        may hide it from the sampler), and the last of ``_TWIN_RETRIES`` proposals.
         """
-        for _ in range(_TWIN_RETRIES):
+        for attempt in range(_TWIN_RETRIES + 1):
             shown = {t.number: t.config for t in stored.trials}
-            # a twin is newer than the history, or was in it running: still without its
-            # config, or with one it has changed since (asked again for a twin of its own)
             running = [t.number for t in stored.running if t.number != record.number]
-            after = min(running) - 1 if running else max(shown, default=-1)
-            newer = self._storage.get_trial_configs(self.study_id, after=after)
-            twins = [  # of any state: a fast twin may be finished already
+            try:
+                others = self._storage.set_trial_config_and_read(
+                    record.trial_id,
+                    config,
+                    study_id=self.study_id,
+                    after=max(shown, default=-1),
+                    numbers=running,
+                )
+            except BaseException as exc:
+                self._fail_asked(record, f"storing its config: {_describe(exc)}")
+                raise
+            twins = sorted(
                 n
-                for n, c in newer.items()
+                for n, c in others.items()  # of any state: a fast twin may be finished already
                 if n != record.number and c == config and shown.get(n) != config
-            ]
-            if not twins:
+            )
+            if not twins or attempt == _TWIN_RETRIES:
                 return config
             stored = self.history()
             try:
-                again = self.sampler.suggest(
-                    self.space, self._sampler_history(stored), record.number
+                again = self.space.validate(
+                    self.sampler.suggest(self.space, self._sampler_history(stored), record.number)
                 )
             except SamplerExhaustedError:
                 return config
-            again = self.space.validate(again)
+            except BaseException as exc:
+                self._fail_asked(record, f"sampler: {_describe(exc)}")
+                raise
             if again == config:
                 return config
-            config = again
-            self._storage.set_trial_config(record.trial_id, config)
             _log.debug(
                 "Study '%s': trial %d had the config of trial %d, started meanwhile; "
                 "the sampler proposed again.",
@@ -568,7 +572,16 @@ class Study:
                 record.number,
                 twins[0],
             )
+            config = again
         return config
+
+    def _fail_asked(self, record: FrozenTrial, error: str) -> None:
+        """Fail a trial whose ask went wrong; an error doing so (the storage is down) is
+        logged, and the caller raises the ask's own."""
+        try:
+            self._storage.set_state(record.trial_id, TrialState.FAILED, error=error)
+        except Exception as exc:
+            _log.warning("Trial %d could not be marked failed: %s", record.number, exc)
 
     def _prepare(self, record: FrozenTrial, *, new_config: bool = False) -> FrozenTrial:
         """Give a starting trial the study's default attributes and its derived config."""

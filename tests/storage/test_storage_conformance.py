@@ -54,7 +54,7 @@ class TestBaseDefaults(StorageConformance):
     """A storage that keeps the defaults of Storage's optional methods meets the contract."""
 
     class Plain(MemoryStorage):
-        get_trial_configs = Storage.get_trial_configs
+        set_trial_config_and_read = Storage.set_trial_config_and_read
 
     @pytest.fixture
     def storage(self) -> Storage:

@@ -7,7 +7,7 @@ import os
 import reprlib
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Collection, Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -177,14 +177,31 @@ class Storage(ABC):
     ) -> list[FrozenTrial]:
         """The trials of a study ordered by number, optionally only those in ``states``."""
 
-    def get_trial_configs(self, study_id: int, *, after: int = -1) -> dict[int, dict[str, Any]]:
-        """The configs of the study's trials numbered above ``after``, by number.
+    def set_trial_config_and_read(
+        self,
+        trial_id: int,
+        config: dict[str, Any],
+        *,
+        study_id: int,
+        after: int,
+        numbers: Collection[int] = (),
+    ) -> dict[int, dict[str, Any]]:
+        """Set a trial's config, then return the configs of the study's trials numbered above
+        ``after`` or in ``numbers``, by number, as one step that concurrent callers in the same
+        study take in turn: of two that store the same config at once, exactly the second
+        finds the first's (the study's check for a twin of a new proposal).
 
-        A lighter read than :meth:`get_trials` for when only the configs of the newest trials
-        matter (the study's check for a twin of a new proposal). This default reads every
-        trial; the built-in storages read only what is asked.
+        Optional: this default takes the two steps apart (both callers may then find the
+        other, and both ask again) and reads every trial; the built-in storages serialize
+        them and read only what is asked.
         """
-        return {t.number: t.config for t in self.get_trials(study_id) if t.number > after}
+        self.set_trial_config(trial_id, config)
+        wanted = set(numbers)
+        return {
+            t.number: t.config
+            for t in self.get_trials(study_id)
+            if t.number > after or t.number in wanted
+        }
 
     # -- heartbeats (optional) ------------------------------------------------------------------
     def record_heartbeat(self, trial_ids: Sequence[int]) -> list[int]:

@@ -8,7 +8,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Collection, Container, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -285,14 +285,26 @@ class MemoryStorage(Storage):
             trials = [self._trials[tid] for tid in self._study_trials[study_id]]
         return [_snapshot(t) for t in trials if states is None or t.state in states]
 
-    def get_trial_configs(self, study_id: int, *, after: int = -1) -> dict[int, dict[str, Any]]:
+    def set_trial_config_and_read(
+        self,
+        trial_id: int,
+        config: dict[str, Any],
+        *,
+        study_id: int,
+        after: int,
+        numbers: Collection[int] = (),
+    ) -> dict[int, dict[str, Any]]:
+        config = _json_copy(dict(config), "set_trial_config: the config")
         with self._lock:
-            if study_id not in self._studies:
-                raise StudyNotFoundError(f"No study with id {study_id}.")
-            tids = self._study_trials[study_id]
-            # numbers are dense from 0 in creation order: the newest are the last ids
-            newest = [self._trials[tid] for tid in tids[max(after + 1, 0) :]]
-            return {t.number: copy.deepcopy(t.config) for t in newest if t.number > after}
+            t = self._writable(trial_id, "set_trial_config")
+            if self._trial_study[trial_id] != study_id:
+                raise InvalidParameterError(f"Trial {trial_id} is not in study {study_id}.")
+            self._trials[trial_id] = replace(t, config=config)
+            tids = self._study_trials[study_id]  # numbers are dense from 0: index = number
+            wanted = {n for n in numbers if 0 <= n < len(tids)} | set(
+                range(max(after + 1, 0), len(tids))
+            )
+            return {n: copy.deepcopy(self._trials[tids[n]].config) for n in sorted(wanted)}
 
 
 def _finite(value: Any, what: str) -> float:

@@ -36,7 +36,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -216,6 +216,7 @@ class _Statements:
             .where(t.c.id == b("p_tid"), t.c.state.in_(_OPEN))
             .values(config=b("p_config"))
         )
+        self.set_config_in_study = self.set_config.where(t.c.study_id == b("p_sid"))
         attrs = sa.select(t.c.user_attrs).where(t.c.id == b("p_tid"), t.c.state.in_(_OPEN))
         self.user_attrs = attrs.with_for_update() if dialect == "postgresql" else attrs
         self.set_user_attrs = (
@@ -243,7 +244,15 @@ class _Statements:
             t.c.state.in_(b("p_states", expanding=True))
         )
         self.study_configs = sa.select(t.c.number, t.c.config).where(
-            t.c.study_id == b("p_sid"), t.c.number > b("p_after")
+            t.c.study_id == b("p_sid"),
+            sa.or_(t.c.number > b("p_after"), t.c.number.in_(b("p_numbers", expanding=True))),
+        )
+        # Takes the study's row lock (SQLite: the write lock BEGIN IMMEDIATE took already),
+        # so that two callers storing a config and reading the others' take turns.
+        self.lock_study = (
+            None
+            if dialect == "sqlite"
+            else sa.select(s.c.id).where(s.c.id == b("p_sid")).with_for_update()
         )
         join = i.join(t, t.c.id == i.c.trial_id)
         self.study_inter = (
@@ -879,17 +888,36 @@ class SQLStorage(Storage):
 
         return self._run("get_trials", fn, write=False)
 
-    def get_trial_configs(self, study_id: int, *, after: int = -1) -> dict[int, dict[str, Any]]:
-        params = {"p_sid": study_id, "p_after": int(after)}
+    def set_trial_config_and_read(
+        self,
+        trial_id: int,
+        config: dict[str, Any],
+        *,
+        study_id: int,
+        after: int,
+        numbers: Collection[int] = (),
+    ) -> dict[int, dict[str, Any]]:
+        q = self._q
+        params = {
+            "p_tid": trial_id,
+            "p_sid": study_id,
+            "p_config": dumps_json(config, "set_trial_config: the config"),
+            "p_after": int(after),
+            "p_numbers": sorted({int(n) for n in numbers}) or [-1],
+        }
 
         def fn(conn: Connection) -> dict[int, dict[str, Any]]:
-            rows = conn.execute(self._q.study_configs, params).all()
-            exists = rows or conn.execute(self._q.study_exists, {"p_sid": study_id}).first()
-            if not exists:
+            if q.lock_study is not None and conn.execute(q.lock_study, params).first() is None:
                 raise StudyNotFoundError(f"No study with id {study_id}.")
+            if conn.execute(q.set_config_in_study, params).rowcount == 0:
+                row = conn.execute(q.number_state, params).first()
+                if row is not None and row.state in _OPEN:
+                    raise InvalidParameterError(f"Trial {trial_id} is not in study {study_id}.")
+                self._raise_not_open(conn, trial_id, "set_trial_config")
+            rows = conn.execute(q.study_configs, params).all()
             return {int(r.number): json.loads(r.config) for r in rows}
 
-        return self._run("get_trial_configs", fn, write=False)
+        return self._run("set_trial_config_and_read", fn)
 
     # -- heartbeats ------------------------------------------------------------------------------
     def record_heartbeat(self, trial_ids: Sequence[int]) -> list[int]:

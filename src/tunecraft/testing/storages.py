@@ -510,24 +510,71 @@ class StorageConformance:
         for t in everything:
             assert storage.get_trial(t.trial_id) == t
 
-    def test_get_trial_configs_of_the_newest_trials(self, storage: Storage) -> None:
+    def test_set_trial_config_and_read_the_others(self, storage: Storage) -> None:
         sid = self.new_study(storage).study_id
         other = self.new_study(storage).study_id
-        storage.create_trial(other, config={"x": 0.9})
+        storage.create_trial(other, config={"x": 0.9})  # not read: another study's
         self.finished_trial(storage, sid, TrialState.COMPLETE)  # number 0, {"x": 0.5}
-        storage.create_trial(sid, config={"x": 0.1}, state=TrialState.WAITING)
-        blank = storage.create_trial(sid)
-        assert storage.get_trial_configs(sid) == {0: {"x": 0.5}, 1: {"x": 0.1}, 2: {}}
-        storage.set_trial_config(blank.trial_id, {"x": 0.2})
-        assert storage.get_trial_configs(sid, after=0) == {1: {"x": 0.1}, 2: {"x": 0.2}}
-        assert storage.get_trial_configs(sid, after=2) == {}
-        assert storage.get_trial_configs(sid, after=-7) == storage.get_trial_configs(sid)
-        got = storage.get_trial_configs(sid, after=1)
-        got[2]["x"] = 1.0  # a copy
-        assert storage.get_trial_configs(sid, after=1) == {2: {"x": 0.2}}
-        assert storage.get_trial_configs(self.new_study(storage).study_id) == {}
-        with pytest.raises(StudyNotFoundError):
-            storage.get_trial_configs(10**9)
+        storage.create_trial(sid, config={"x": 0.1}, state=TrialState.WAITING)  # 1
+        mine = storage.create_trial(sid)  # 2
+        storage.create_trial(sid, config={"x": 0.3})  # 3
+
+        def store(config: dict[str, Any], after: int, numbers: Any = ()) -> dict[int, Any]:
+            return storage.set_trial_config_and_read(
+                mine.trial_id, config, study_id=sid, after=after, numbers=numbers
+            )
+
+        assert store({"x": 0.2}, after=-1) == {
+            0: {"x": 0.5},
+            1: {"x": 0.1},
+            2: {"x": 0.2},
+            3: {"x": 0.3},
+        }
+        assert storage.get_trial(mine.trial_id).config == {"x": 0.2}
+        assert store({"x": 0.25}, after=1) == {2: {"x": 0.25}, 3: {"x": 0.3}}
+        assert store({"x": 0.25}, after=3, numbers=[0, 3, 99]) == {0: {"x": 0.5}, 3: {"x": 0.3}}
+        assert store({"x": 0.25}, after=9) == {}
+        got = store({"x": 0.25}, after=1)
+        got[3]["x"] = 1.0  # a copy
+        assert storage.get_trials(sid)[3].config == {"x": 0.3}
+        with pytest.raises(ValueError):
+            store({"x": object()}, after=-1)
+        with pytest.raises(TrialStateError):
+            storage.set_trial_config_and_read(
+                storage.get_trials(sid)[0].trial_id, {"x": 0.0}, study_id=sid, after=-1
+            )
+
+    def test_threads_storing_one_config_at_once_find_it_in_turn(self, storage: Storage) -> None:
+        """Of n callers that store the same config at once, the k-th finds k - 1 others."""
+        if type(storage).set_trial_config_and_read is Storage.set_trial_config_and_read:
+            pytest.skip(f"{type(storage).__name__} keeps the two-step default (optional)")
+        sid = self.new_study(storage).study_id
+        n, rounds = 4, 15
+        barrier = threading.Barrier(n)
+        found: dict[int, list[int]] = {r: [] for r in range(rounds)}
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for r in range(rounds):
+                    t = storage.create_trial(sid)
+                    barrier.wait()
+                    others = storage.set_trial_config_and_read(
+                        t.trial_id, {"r": r}, study_id=sid, after=-1
+                    )
+                    twins = [k for k, c in others.items() if k != t.number and c == {"r": r}]
+                    found[r].append(len(twins))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+                barrier.abort()
+
+        threads = [threading.Thread(target=work) for _ in range(n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors, errors
+        assert all(sorted(f) == list(range(n)) for f in found.values()), found
 
     def test_records_are_snapshots(self, storage: Storage) -> None:
         info = self.new_study(storage, {"x": "uniform(0, 1)", "nested": {"a": [1, 2]}})
@@ -652,6 +699,24 @@ def _write_trials(url: str, study_id: int, n: int, start_at: float) -> list[tupl
     return told
 
 
+def _store_in_rounds(url: str, study_id: int, rounds: int, start_at: float) -> list[int]:
+    """In a worker process: in each round, start a trial and, at the round's moment, store
+    the round's config; return how many others had it stored already, per round."""
+    storage = get_storage(url)
+    counts = []
+    try:
+        for r in range(rounds):
+            t = storage.create_trial(study_id)
+            time.sleep(max(0.0, start_at + 0.25 * r - time.time()))  # together: contention
+            others = storage.set_trial_config_and_read(
+                t.trial_id, {"r": r}, study_id=study_id, after=-1
+            )
+            counts.append(sum(1 for k, c in others.items() if k != t.number and c == {"r": r}))
+    finally:
+        storage.close()
+    return counts
+
+
 def _claim_all(url: str, study_id: int, start_at: float) -> list[int]:
     """In a worker process: claim waiting trials until none is left; return their ids."""
     storage = get_storage(url)
@@ -701,6 +766,23 @@ class ConcurrentStorageConformance:
         assert all(t.intermediate and t.user_attrs["pid"] for t in trials)
         assert len({t.user_attrs["pid"] for t in trials}) >= 2, "the processes did not overlap"
         assert storage.get_study(info.name).n_trials == n * per
+
+    @pytest.mark.slow
+    def test_processes_storing_one_config_at_once_find_it_in_turn(self, storage: Storage) -> None:
+        """Of n processes that store the same config at once, the k-th finds k - 1 others:
+        the study's check for twins relies on it."""
+        assert storage.url is not None, "a storage shared by processes needs a url"
+        info = storage.create_study(unique_name("twins"), "minimize", {})
+        n, rounds = self.n_processes, 12
+        start_at = time.time() + 1.5
+        with _process_pool(n) as pool:
+            futures = [
+                pool.submit(_store_in_rounds, storage.url, info.study_id, rounds, start_at)
+                for _ in range(n)
+            ]
+            counts = [f.result(timeout=120) for f in futures]
+        for r in range(rounds):
+            assert sorted(c[r] for c in counts) == list(range(n)), (r, counts)
 
     @pytest.mark.slow
     def test_processes_never_claim_a_trial_twice(self, storage: Storage) -> None:
