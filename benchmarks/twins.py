@@ -78,12 +78,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(f"# {machine()}; tunecraft from {tc.__file__}")
-    print(f"\n| sampler | n_jobs | repeated configs ({args.seeds} runs of {args.trials}) |")
-    print("|:--|--:|--:|")
-    for sampler in args.samplers:
-        for n_jobs in args.jobs:
-            n = sum(repeats(sampler, n_jobs, args.trials, seed) for seed in range(args.seeds))
-            print(f"| {sampler} | {n_jobs} | {n} |", flush=True)
+    if args.seeds:  # --seeds 0: only the timing
+        print(f"\n| sampler | n_jobs | repeated configs ({args.seeds} runs of {args.trials}) |")
+        print("|:--|--:|--:|")
+        for sampler in args.samplers:
+            for n_jobs in args.jobs:
+                n = sum(repeats(sampler, n_jobs, args.trials, seed) for seed in range(args.seeds))
+                print(f"| {sampler} | {n_jobs} | {n} |", flush=True)
     print(f"\n| sampler | storage | ask, ms (median of {args.repeats}) |")
     print("|:--|:--|--:|")
     for sampler in args.samplers:

@@ -115,15 +115,36 @@ def test_samplers_that_do_not_ask_for_it_keep_their_proposal() -> None:
     assert sampler.calls == 1
 
 
-def test_a_sampler_with_nothing_left_keeps_the_twin() -> None:
+def test_a_sampler_with_nothing_left_ends_the_twin_as_an_ask_after_it_would() -> None:
+    """The other worker took the grid's last point: this ask says the sampler is done (its
+    trial, started already, failed) rather than run the point twice."""
     study = tc.Study({"k": tc.integer(1, 5)}, sampler="random")
     for point in POINTS[1:]:
         study.enqueue(point)
         study.tell(study.ask(), 1.0)
     study.sampler = FirstFree(other_worker(study, {"k": 1}))
+    with pytest.raises(SamplerExhaustedError):
+        study.ask()
+    mine, twin = study.trials[-2:]
+    assert mine.state is TrialState.FAILED and "SamplerExhaustedError" in str(mine.error)
+    assert twin.config == {"k": 1} and twin.state is TrialState.RUNNING
+
+
+def test_an_enqueued_config_the_sampler_completes_is_checked_too() -> None:
+    class FirstFreeK(FirstFree):
+        def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
+            used = [t.config.get("k") for t in history.trials]
+            if self.meanwhile is not None:
+                meanwhile, self.meanwhile = self.meanwhile, None
+                meanwhile()
+            return {"k": next(k for k in range(1, 6) if k not in used), "x": 0.0}
+
+    study = tc.Study({"k": tc.integer(1, 5), "x": tc.uniform(0.0, 1.0)}, sampler="random")
+    study.enqueue({"x": 0.5})
+    study.sampler = FirstFreeK(other_worker(study, {"k": 1, "x": 0.5}))
     trial = study.ask()
-    assert trial.config == {"k": 1}
-    assert study.storage.get_trial(trial.trial_id).state is TrialState.RUNNING
+    assert trial.config == {"k": 2, "x": 0.5}  # the enqueued value kept, k proposed again
+    assert study.storage.get_trial(trial.trial_id).config == {"k": 2, "x": 0.5}
 
 
 def test_a_sampler_error_on_asking_again_fails_the_trial() -> None:

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Study", "delete_study", "list_studies", "load_study"]
 
-_TWIN_RETRIES = 10  # each one follows a real collision; past them, the twin runs
+_TWIN_RETRIES = 10  # at least; each follows a real collision; past them the twin runs
 
 _log = get_logger("study")
 _DIRECTIONS = ("minimize", "maximize")
@@ -483,14 +483,26 @@ class Study:
         record = self._storage.claim_waiting_trial(self.study_id, worker)
         if record is not None:
             self._beat(record)
-            config = record.config
-            if not self.space.contains(config):
+            partial = record.config
+            if not self.space.contains(partial):
+                number = record.number
+                stored = self.history()
+                if self.sampler.avoids_twins:
+                    stored.trials  # noqa: B018  (read now: _untwin compares with it)
                 try:
-                    config = self._complete(config, record.number)
+                    config = self._complete(partial, number, self._sampler_history(stored))
                 except BaseException as exc:
                     self._storage.set_state(record.trial_id, TrialState.FAILED, error=repr(exc))
                     raise
-                self._storage.set_trial_config(record.trial_id, config)
+                if self.sampler.avoids_twins:  # the sampler filled in what it would propose
+                    config = self._untwin(
+                        record,
+                        config,
+                        stored,
+                        lambda h: self._complete(partial, number, self._sampler_history(h)),
+                    )
+                else:
+                    self._storage.set_trial_config(record.trial_id, config)
                 record = _with(record, config=config)
             return self._handle(self._prepare(record))
         stored = fresh if fresh is not None else self.history()
@@ -514,27 +526,46 @@ class Study:
             )
             raise
         if self.sampler.avoids_twins:
-            config = self._untwin(record, config, stored)
+            number = record.number
+            config = self._untwin(
+                record,
+                config,
+                stored,
+                lambda h: self.space.validate(
+                    self.sampler.suggest(self.space, self._sampler_history(h), number)
+                ),
+            )
         else:
             self._storage.set_trial_config(record.trial_id, config)
         return self._handle(self._prepare(_with(record, config=config)))
 
-    def _untwin(self, record: FrozenTrial, config: dict[str, Any], stored: History) -> dict:
-        """Store ``config`` for ``record``, and ask the sampler again while another trial
-        holds the same config, one whose config the ``stored`` history (read before the
-        sampler proposed) did not show: started by another worker, which could not see this
-        one either, or running then and without its config yet (or with one it changed since,
-        for a twin of its own). Return the config stored.
+    def _untwin(
+        self,
+        record: FrozenTrial,
+        config: dict[str, Any],
+        stored: History,
+        propose: Callable[[History], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Store ``config`` for ``record``, and ``propose`` another (from a fresh history)
+        while another trial holds the same config, one whose config the ``stored`` history
+        (read before the sampler proposed) did not show: started by another worker, which
+        could not see this one either, or running then and without its config yet (or with
+        one it changed since, for a twin of its own). Return the config stored.
 
         The storage stores and reads as one step that workers take in turn, so of two that
-        propose the same config at once exactly the second asks again, with the first's
-        config in its history. A sampler with nothing left (the grid's last point) keeps the
-        twin, as does one that, shown the twin, proposes its config again (a scheduler's view
-        may hide it from the sampler), and the last of ``_TWIN_RETRIES`` proposals.
+        propose the same config at once exactly the second proposes again, with the first's
+        config in its history. Of ``n`` such workers each round settles one, so the rounds
+        allowed grow with the trials running. A sampler that, shown the twin, proposes its
+        config again keeps it (a scheduler's view may hide the twin from the sampler), as
+        does one past its rounds; one with nothing left (a used-up grid) fails the trial and
+        raises :class:`~tunecraft.exceptions.SamplerExhaustedError`, as an ask after the
+        twin's would have.
         """
-        for attempt in range(_TWIN_RETRIES + 1):
+        rounds, attempt = _TWIN_RETRIES, 0
+        while True:
             shown = {t.number: t.config for t in stored.trials}
             running = [t.number for t in stored.running if t.number != record.number]
+            rounds = max(rounds, 2 * len(running) + 2)
             try:
                 others = self._storage.set_trial_config_and_read(
                     record.trial_id,
@@ -551,15 +582,12 @@ class Study:
                 for n, c in others.items()  # of any state: a fast twin may be finished already
                 if n != record.number and c == config and shown.get(n) != config
             )
-            if not twins or attempt == _TWIN_RETRIES:
+            if not twins or attempt >= rounds:
                 return config
+            attempt += 1
             stored = self.history()
             try:
-                again = self.space.validate(
-                    self.sampler.suggest(self.space, self._sampler_history(stored), record.number)
-                )
-            except SamplerExhaustedError:
-                return config
+                again = propose(stored)
             except BaseException as exc:
                 self._fail_asked(record, f"sampler: {_describe(exc)}")
                 raise
@@ -573,7 +601,6 @@ class Study:
                 twins[0],
             )
             config = again
-        return config
 
     def _fail_asked(self, record: FrozenTrial, error: str) -> None:
         """Fail a trial whose ask went wrong; an error doing so (the storage is down) is
@@ -769,9 +796,13 @@ class Study:
         self._storage.set_user_attrs(record.trial_id, attrs)
         return _with(record, user_attrs={**record.user_attrs, **attrs})
 
-    def _complete(self, partial: Mapping[str, Any], number: int) -> dict[str, Any]:
-        """Fill the parameters an enqueued config leaves out."""
-        suggested = self.sampler.suggest(self.space, self._sampler_history(), number)
+    def _complete(
+        self, partial: Mapping[str, Any], number: int, history: History | None = None
+    ) -> dict[str, Any]:
+        """Fill the parameters an enqueued config leaves out (the sampler proposes them from
+        ``history``, by default the sampler's view of the stored one)."""
+        history = history if history is not None else self._sampler_history()
+        suggested = self.sampler.suggest(self.space, history, number)
         rng = self.sampler.rng(number, 1)
         config: dict[str, Any] = {}
         for name in self.space.names:

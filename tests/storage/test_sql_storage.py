@@ -8,6 +8,7 @@ import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from tunecraft.exceptions import (
     SchemaVersionError,
     StorageError,
     StudyNotFoundError,
+    TrialStateError,
     TunecraftError,
 )
 from tunecraft.storage import MemoryStorage, get_storage
@@ -241,6 +243,94 @@ def test_concurrent_heartbeats_for_one_trial_do_not_collide() -> None:
         for th in threads:
             th.join()
     assert errors == []
+    b.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("isolation", [None, "REPEATABLE READ", "SERIALIZABLE"])
+def test_the_second_to_store_a_config_reads_the_firsts_whatever_the_isolation(
+    isolation: str | None,
+) -> None:
+    """Under REPEATABLE READ the second caller's snapshot, taken before it waited for the
+    study's lock, missed the first's config: neither found its twin."""
+    import threading
+
+    from sqlalchemy import event
+
+    kwargs = {} if isolation is None else {"engine_kwargs": {"isolation_level": isolation}}
+    a, b = SQLStorage(postgres_url(), **kwargs), SQLStorage(postgres_url(), **kwargs)
+    sid = a.create_study(unique_name(), "minimize", {}).study_id
+    first, second = a.create_trial(sid), a.create_trial(sid)
+
+    @event.listens_for(a._engine, "after_cursor_execute")
+    def hold(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE TUNECRAFT_TRIALS"):
+            time.sleep(0.6)  # the first holds the study's lock a moment
+
+    read: dict[str, dict[int, dict]] = {}
+
+    def store(storage: SQLStorage, trial_id: int, key: str, delay: float) -> None:
+        time.sleep(delay)
+        read[key] = storage.set_trial_config_and_read(trial_id, {"x": 1}, study_id=sid, after=-1)
+
+    threads = [
+        threading.Thread(target=store, args=(a, first.trial_id, "first", 0.0)),
+        threading.Thread(target=store, args=(b, second.trial_id, "second", 0.2)),
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert read["first"] == {0: {"x": 1}, 1: {}}
+    assert read["second"] == {0: {"x": 1}, 1: {"x": 1}}
+    a.close()
+    b.close()
+
+
+@pytest.mark.postgres
+def test_deleting_a_study_while_a_config_is_stored_neither_deadlocks() -> None:
+    """delete_study locked the trials, then the study: against set_trial_config_and_read,
+    which locks the study first, PostgreSQL found a deadlock."""
+    import threading
+
+    from sqlalchemy import event
+
+    a, b = SQLStorage(postgres_url()), SQLStorage(postgres_url())
+    sid = a.create_study(unique_name(), "minimize", {}).study_id
+    trial = a.create_trial(sid)
+
+    @event.listens_for(a._engine, "after_cursor_execute")
+    def hold(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if statement.lstrip().upper().startswith("DELETE FROM TUNECRAFT_TRIALS"):
+            time.sleep(0.5)  # delete_study holds the trials' locks a moment
+
+    errors: list[BaseException] = []
+
+    def run(fn: Any, delay: float) -> None:
+        time.sleep(delay)
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(lambda: a.delete_study(sid), 0.0)),
+        threading.Thread(
+            target=run,
+            args=(
+                lambda: b.set_trial_config_and_read(
+                    trial.trial_id, {"x": 1}, study_id=sid, after=-1
+                ),
+                0.2,
+            ),
+        ),
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert all(isinstance(e, (StudyNotFoundError, TrialStateError)) for e in errors), errors
+    a.close()
     b.close()
 
 

@@ -83,9 +83,9 @@ class Sampler(ABC):
 
     Two workers that read the history at the same moment see neither's new trial. A sampler
     whose proposals for such a pair can coincide (a deterministic optimum, the next grid
-    point) sets :attr:`avoids_twins`: the study then looks, after storing a proposal, for a
+    point) sets :attr:`avoids_twins`: the study then looks, as it stores a proposal, for a
     trial started meanwhile with the same config, and asks again with that trial in the
-    history.
+    history (see ``Study._untwin`` for the limits).
     """
 
     #: Ask again when a trial started concurrently holds the same config (see above).

@@ -33,8 +33,8 @@ class GridSampler(Sampler):
 
     Points already tried, running or enqueued in the study are skipped, so parallel workers and
     a resumed study do not repeat them; of two workers that take the same point at the same
-    moment one moves on to the next (:attr:`~tunecraft.samplers.Sampler.avoids_twins`), except
-    at the grid's last point, which both then run.
+    moment the second moves on to the next (:attr:`~tunecraft.samplers.Sampler.avoids_twins`),
+    or, when none is left, ends as an ask after the grid's end does (its trial is failed).
     """
 
     avoids_twins = True  # two workers with one history take the same next point

@@ -69,7 +69,8 @@ class Storage(ABC):
     Contract, which every implementation meets and ``tunecraft.testing`` checks:
 
     * Every method is atomic and safe to call from several threads; SQL storages are also safe
-      from several processes and machines sharing one database.
+      from several processes and machines sharing one database. (The defaults of the optional
+      methods below are built from the others, and say where they are not atomic.)
     * Trial numbers are unique and dense within a study (0, 1, 2...) under concurrent writers.
     * Finished trials (complete, pruned, failed) are immutable: any write to one raises
       :class:`~tunecraft.exceptions.TrialStateError`, so a trial cannot be told twice.

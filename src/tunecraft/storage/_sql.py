@@ -18,6 +18,10 @@ Every public method runs in one transaction. Trial numbers come from the study r
 lock serialises concurrent writers, so numbers are unique and dense without a table scan.
 State changes are ``UPDATE ... WHERE state IN (allowed) RETURNING ...``: the check and the write
 are one statement, so two processes can never both finish (or both claim) the same trial.
+``set_trial_config_and_read`` takes the study row's lock (``SELECT ... FOR UPDATE``) before
+it stores and reads, in a READ COMMITTED transaction whatever the engine's default, so that
+the second of two callers reads what the first committed; ``delete_study`` takes the same
+lock first, so the two never wait on each other's rows.
 
 SQLite runs with the driver's implicit transactions turned off: writes begin with
 ``BEGIN IMMEDIATE`` (the write lock is taken first, so the busy timeout applies and a
@@ -253,6 +257,12 @@ class _Statements:
             None
             if dialect == "sqlite"
             else sa.select(s.c.id).where(s.c.id == b("p_sid")).with_for_update()
+        )
+        # PostgreSQL under REPEATABLE READ would read the snapshot of the transaction's first
+        # statement, older than the lock. (MySQL's InnoDB takes its snapshot at the first
+        # plain read, after the lock, so it needs nothing.)
+        self.read_committed = (
+            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED" if dialect == "postgresql" else None
         )
         join = i.join(t, t.c.id == i.c.trial_id)
         self.study_inter = (
@@ -615,6 +625,8 @@ class SQLStorage(Storage):
         s, t, i = self._studies, self._trials, self._inter
 
         def fn(conn: Connection) -> int:
+            if self._q.lock_study is not None:  # first, as set_trial_config_and_read does
+                conn.execute(self._q.lock_study, {"p_sid": study_id})
             ids = sa.select(t.c.id).where(t.c.study_id == study_id)
             conn.execute(i.delete().where(i.c.trial_id.in_(ids)))
             if self._has_beats:
@@ -907,6 +919,8 @@ class SQLStorage(Storage):
         }
 
         def fn(conn: Connection) -> dict[int, dict[str, Any]]:
+            if q.read_committed is not None:  # the read must see what a lock holder wrote
+                conn.exec_driver_sql(q.read_committed)
             if q.lock_study is not None and conn.execute(q.lock_study, params).first() is None:
                 raise StudyNotFoundError(f"No study with id {study_id}.")
             if conn.execute(q.set_config_in_study, params).rowcount == 0:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import sys
 import threading
 import time
 import uuid
@@ -569,10 +570,15 @@ class StorageConformance:
                 barrier.abort()
 
         threads = [threading.Thread(target=work) for _ in range(n)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # threads interleave inside a step that is not one
+        try:
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+        finally:
+            sys.setswitchinterval(switch)
         assert not errors, errors
         assert all(sorted(f) == list(range(n)) for f in found.values()), found
 
