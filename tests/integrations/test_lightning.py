@@ -64,7 +64,7 @@ def _trainer(callback: TunecraftLightningCallback, epochs: int, **kwargs: Any) -
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize(
-    ("stop_after", "epochs_run", "state"), [(1, 2, "pruned"), (99, 4, "complete")]
+    ("stop_after", "epochs_run", "state"), [(2, 2, "pruned"), (99, 4, "complete")]
 )
 def test_reports_each_epoch_and_stops_pruned_trials(
     stop_after: int, epochs_run: int, state: str
@@ -83,7 +83,7 @@ def test_reports_each_epoch_and_stops_pruned_trials(
     study.optimize(objective, n_trials=1)
     record = study.trials[0]
     assert record.state.value == state
-    assert sorted(record.intermediate) == list(range(epochs_run))
+    assert sorted(record.intermediate) == list(range(1, epochs_run + 1))  # epochs completed
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -135,7 +135,7 @@ def _fit_one(scheduler: Scheduler, **trainer_kwargs: Any) -> tuple[Any, dict[str
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_a_pause_is_told_apart_from_a_stop() -> None:
-    record, seen = _fit_one(StopOnlyAt(1, Decision.PAUSE))
+    record, seen = _fit_one(StopOnlyAt(2, Decision.PAUSE))
     assert record.state is tc.TrialState.PAUSED
     assert seen == {"pruned": False, "paused": True, "epoch": 2}
 
@@ -144,16 +144,16 @@ def test_a_pause_is_told_apart_from_a_stop() -> None:
 def test_trainer_validate_after_fit_reports_nothing() -> None:
     record, _ = _fit_one(StopOnlyAt(99))
     assert record.state is tc.TrialState.COMPLETE
-    assert sorted(record.intermediate) == [0, 1, 2, 3]  # not a fifth report from validate()
+    assert sorted(record.intermediate) == [1, 2, 3, 4]  # not a fifth report from validate()
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_no_reports_after_the_stop_while_min_epochs_keeps_training() -> None:
-    # The scheduler would say "continue" at step 2 and 3: reporting them would un-prune it.
-    record, seen = _fit_one(StopOnlyAt(1), min_epochs=4)
+    # The scheduler would say "continue" at step 3 and 4: reporting them would un-prune it.
+    record, seen = _fit_one(StopOnlyAt(2), min_epochs=4)
     assert seen["epoch"] == 4 and seen["pruned"]
     assert record.state is tc.TrialState.PRUNED
-    assert sorted(record.intermediate) == [0, 1]
+    assert sorted(record.intermediate) == [1, 2]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -31,9 +31,11 @@ class TunecraftLightningCallback(_pl.Callback):  # type: ignore[name-defined]
 
     Each validation of ``trainer.fit`` (not the sanity check, nor ``trainer.validate``)
     reports ``trainer.callback_metrics[monitor]`` with ``trial.report(value, step=...)``, the
-    step being ``trainer.current_epoch`` when validation runs once per epoch (the default), and
-    ``trainer.global_step`` when it runs within epochs (``val_check_interval`` below one epoch,
-    or ``check_val_every_n_epoch=None``), so that every report has its own step. When
+    step being the epochs completed (``trainer.current_epoch + 1``: 1 after the first) when
+    validation runs once per epoch (the default), and ``trainer.global_step`` (the optimizer
+    steps taken) when it runs within epochs (``val_check_interval`` below one epoch, or
+    ``check_val_every_n_epoch=None``), so that every report has its own step and a step counts
+    the work done, as the other integrations' steps do and the schedulers' resources assume. When
     ``trial.should_stop()`` the trainer is told to stop (``trainer.should_stop = True``),
     :attr:`pruned` (the scheduler stopped the trial) or :attr:`paused` (it paused it) is set,
     and later validations of the run are no longer reported (``min_epochs`` may keep it
@@ -83,7 +85,7 @@ class TunecraftLightningCallback(_pl.Callback):  # type: ignore[name-defined]
         if not math.isfinite(value):
             return  # a NaN epoch; the objective's return decides the trial's fate
         per_epoch = _validates_per_epoch(trainer)
-        step = trainer.current_epoch if per_epoch else trainer.global_step
+        step = trainer.current_epoch + 1 if per_epoch else trainer.global_step
         self.trial.report(value, step=int(step))
         if self.trial.should_stop():
             if getattr(self.trial, "decision", "stop") == "pause":
