@@ -260,7 +260,7 @@ class _Statements:
         )
         # PostgreSQL under REPEATABLE READ would read the snapshot of the transaction's first
         # statement, older than the lock. (MySQL's InnoDB takes its snapshot at the first
-        # plain read, after the lock, so it needs nothing.)
+        # plain read, after the lock, so it should need nothing; untested, no driver here.)
         self.read_committed = (
             "SET TRANSACTION ISOLATION LEVEL READ COMMITTED" if dialect == "postgresql" else None
         )
