@@ -147,6 +147,70 @@ def test_an_enqueued_config_the_sampler_completes_is_checked_too() -> None:
     assert study.storage.get_trial(trial.trial_id).config == {"k": 2, "x": 0.5}
 
 
+def test_a_twin_of_the_last_grid_point_resumes_a_paused_trial_as_an_ask_after_it_would(
+    tmp_path: Path,
+) -> None:
+    """With a scheduler, an ask that finds the grid used up resumes a paused trial; the
+    twin's re-ask raised SamplerExhaustedError instead, and optimize stopped."""
+    from tunecraft.schedulers import Decision, Scheduler
+
+    class PauseAtOne(Scheduler):
+        def on_report(self, trial: Any, history: Any) -> Decision:
+            return Decision.PAUSE if trial.last_step == 1 else Decision.CONTINUE
+
+    url, space = f"sqlite:///{tmp_path / 'stranded.db'}", {"x": tc.choice([1, 2])}
+    first = tc.Study(space, name="s", sampler=GridSampler(), scheduler=PauseAtOne(), storage=url)
+
+    def objective(trial: tc.Trial) -> float:
+        trial.report(float(trial.config["x"]), step=1)
+        return float(trial.config["x"])
+
+    first.optimize(objective, n_trials=1)  # trial 0 on x=1, paused
+
+    class TakenMeanwhile(GridSampler):
+        def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
+            point = super().suggest(space, history, number)
+            if number == 1:
+                first.ask()  # the other worker takes x=2, the last point, as trial 2
+            return point
+
+    second = tc.Study(
+        space,
+        name="s",
+        sampler=TakenMeanwhile(),
+        scheduler=PauseAtOne(),
+        storage=url,
+        load_if_exists=True,
+    )
+    trial = second.ask()
+    assert trial.number == 0 and trial.resumed
+    states = {t.number: t.state for t in second.trials}
+    assert states == {0: TrialState.RUNNING, 1: TrialState.FAILED, 2: TrialState.RUNNING}
+
+
+def test_very_many_running_trials_are_read_as_a_range_not_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """psycopg refuses more than 65535 bound values: 66000 waiting trials broke every ask."""
+    import tunecraft.study as study_module
+
+    monkeypatch.setattr(study_module, "_MAX_LISTED", 2)
+    seen: list[tuple[int, list[int]]] = []
+
+    class Spy(MemoryStorage):
+        def set_trial_config_and_read(self, *args: Any, **kwargs: Any) -> dict[int, Any]:
+            seen.append((kwargs["after"], list(kwargs["numbers"])))
+            return super().set_trial_config_and_read(*args, **kwargs)
+
+    study = tc.Study({"k": tc.integer(1, 5)}, sampler=FirstFree(None), storage=Spy())
+    for _ in range(3):
+        study.storage.create_trial(study.study_id, state=TrialState.RUNNING)  # 0, 1, 2
+    study.ask()
+    assert seen == [(-1, [])]  # from trial 0 on, not [0, 1, 2]
+    study.ask()
+    assert seen[1] == (-1, [])
+
+
 def test_a_sampler_error_on_asking_again_fails_the_trial() -> None:
     class Broken(FirstFree):
         def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:

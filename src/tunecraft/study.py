@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Study", "delete_study", "list_studies", "load_study"]
 
 _TWIN_RETRIES = 10  # at least; each follows a real collision; past them the twin runs
+_MAX_LISTED = 1000  # running trials named one by one to the twin check (psycopg takes 65535)
 
 _log = get_logger("study")
 _DIRECTIONS = ("minimize", "maximize")
@@ -527,14 +528,20 @@ class Study:
             raise
         if self.sampler.avoids_twins:
             number = record.number
-            config = self._untwin(
-                record,
-                config,
-                stored,
-                lambda h: self.space.validate(
-                    self.sampler.suggest(self.space, self._sampler_history(h), number)
-                ),
-            )
+            try:
+                config = self._untwin(
+                    record,
+                    config,
+                    stored,
+                    lambda h: self.space.validate(
+                        self.sampler.suggest(self.space, self._sampler_history(h), number)
+                    ),
+                )
+            except SamplerExhaustedError:  # its twin took the last point: as an ask after it
+                resumed = self._resume_stranded(worker) if self.scheduler is not None else None
+                if resumed is not None:
+                    return resumed
+                raise
         else:
             self._storage.set_trial_config(record.trial_id, config)
         return self._handle(self._prepare(_with(record, config=config)))
@@ -566,12 +573,15 @@ class Study:
             shown = {t.number: t.config for t in stored.trials}
             running = [t.number for t in stored.running if t.number != record.number]
             rounds = max(rounds, 2 * len(running) + 2)
+            after = max(shown, default=-1)
+            if len(running) > _MAX_LISTED:  # a range, not a list a driver may refuse
+                after, running = min(after, min(running) - 1), []
             try:
                 others = self._storage.set_trial_config_and_read(
                     record.trial_id,
                     config,
                     study_id=self.study_id,
-                    after=max(shown, default=-1),
+                    after=after,
                     numbers=running,
                 )
             except BaseException as exc:
