@@ -261,21 +261,25 @@ def test_the_second_to_store_a_config_reads_the_firsts_whatever_the_isolation(
     a, b = SQLStorage(postgres_url(), **kwargs), SQLStorage(postgres_url(), **kwargs)
     sid = a.create_study(unique_name(), "minimize", {}).study_id
     first, second = a.create_trial(sid), a.create_trial(sid)
+    holding = threading.Event()
 
     @event.listens_for(a._engine, "after_cursor_execute")
     def hold(conn: object, cursor: object, statement: str, *rest: object) -> None:
         if statement.lstrip().upper().startswith("UPDATE TUNECRAFT_TRIALS"):
+            holding.set()
             time.sleep(0.6)  # the first holds the study's lock a moment
 
     read: dict[str, dict[int, dict]] = {}
 
-    def store(storage: SQLStorage, trial_id: int, key: str, delay: float) -> None:
-        time.sleep(delay)
+    def store(storage: SQLStorage, trial_id: int, key: str, go: threading.Event) -> None:
+        assert go.wait(10)
         read[key] = storage.set_trial_config_and_read(trial_id, {"x": 1}, study_id=sid, after=-1)
 
+    now = threading.Event()
+    now.set()
     threads = [
-        threading.Thread(target=store, args=(a, first.trial_id, "first", 0.0)),
-        threading.Thread(target=store, args=(b, second.trial_id, "second", 0.2)),
+        threading.Thread(target=store, args=(a, first.trial_id, "first", now)),
+        threading.Thread(target=store, args=(b, second.trial_id, "second", holding)),
     ]
     for th in threads:
         th.start()
