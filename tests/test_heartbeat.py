@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,10 @@ import pytest
 import tunecraft as tc
 from tunecraft.exceptions import InvalidParameterError, TrialStateError
 from tunecraft.storage import MemoryStorage, Storage
-from tunecraft.testing.storages import postgres_url, unique_name
+from tunecraft.testing.storages import unique_name
 from tunecraft.trial import Trial, TrialState
 
 SPACE = {"x": tc.uniform(0.0, 1.0)}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.db'}"
-    else:
-        yield postgres_url()
 
 
 class NoBeats(MemoryStorage):
@@ -163,17 +154,17 @@ _CHILD = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_a_killed_worker_on_another_host_is_found_by_its_silence(url: str) -> None:
+def test_a_killed_worker_on_another_host_is_found_by_its_silence(shared_url: str) -> None:
     name = unique_name("killed")
-    tc.Study(SPACE, storage=url, name=name, sampler="random", seed=0)
+    tc.Study(SPACE, storage=shared_url, name=name, sampler="random", seed=0)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, url, name], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _CHILD, shared_url, name], stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
         number = int(proc.stdout.readline())
         judge = tc.load_study(
-            name, storage=url, sampler="random", heartbeat_interval=0.05, grace_period=1.0
+            name, storage=shared_url, sampler="random", heartbeat_interval=0.05, grace_period=1.0
         )
         time.sleep(1.5)  # longer than the grace period: only its beats keep it alive
         judge.tell(judge.ask(), 1.0)

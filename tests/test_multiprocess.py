@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import tunecraft as tc
 from tunecraft.exceptions import InvalidParameterError, WorkerError
 from tunecraft.storage import MemoryStorage, Storage, get_storage
-from tunecraft.testing.storages import postgres_url, unique_name
+from tunecraft.testing.storages import unique_name
 from tunecraft.trial import FrozenTrial, Trial, TrialState
 
 SPACE = {"x": tc.uniform(0.0, 1.0), "k": tc.integer(1, 5)}
@@ -41,18 +40,10 @@ def check_finished(trials: list[FrozenTrial], n: int) -> None:
         assert t.user_attrs["pid"] == int(str(t.worker).rsplit(":", 1)[1])
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.db'}"
-    else:
-        yield postgres_url()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("n_jobs", [2, 4])
-def test_optimize_with_n_jobs_runs_exactly_n_trials(url: str, n_jobs: int) -> None:
-    study = tc.Study(SPACE, storage=url, name=unique_name("njobs"), sampler="random")
+def test_optimize_with_n_jobs_runs_exactly_n_trials(shared_url: str, n_jobs: int) -> None:
+    study = tc.Study(SPACE, storage=shared_url, name=unique_name("njobs"), sampler="random")
     study.optimize(objective, n_trials=24, n_jobs=n_jobs)
     trials = study.trials
     check_finished(trials, 24)
@@ -63,8 +54,8 @@ def test_optimize_with_n_jobs_runs_exactly_n_trials(url: str, n_jobs: int) -> No
 
 
 @pytest.mark.slow
-def test_enqueued_trials_run_once_each_with_n_jobs(url: str) -> None:
-    study = tc.Study(SPACE, storage=url, name=unique_name("enqueue"), sampler="random")
+def test_enqueued_trials_run_once_each_with_n_jobs(shared_url: str) -> None:
+    study = tc.Study(SPACE, storage=shared_url, name=unique_name("enqueue"), sampler="random")
     queued = [{"x": i / 16, "k": 1 + i % 5} for i in range(12)]
     for config in queued:
         study.enqueue(config)
@@ -91,13 +82,13 @@ def _run_study(url: str, name: str, seed: int, n_trials: int, start_at: float) -
 
 
 @pytest.mark.slow
-def test_independent_processes_get_dense_numbers_and_lose_no_tell(url: str) -> None:
+def test_independent_processes_get_dense_numbers_and_lose_no_tell(shared_url: str) -> None:
     name = unique_name("procs")  # the processes race to create it (load_if_exists=True)
     start_at = time.time() + 1.5
     with ProcessPoolExecutor(4, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_study, url, name, i, 50, start_at) for i in range(4)]
+        futures = [pool.submit(_run_study, shared_url, name, i, 50, start_at) for i in range(4)]
         pids = {f.result(timeout=120) for f in futures}
-    study = tc.load_study(name, storage=url)
+    study = tc.load_study(name, storage=shared_url)
     trials = study.trials
     check_finished(trials, 200)
     assert {t.user_attrs["pid"] for t in trials} == pids
