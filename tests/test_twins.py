@@ -335,3 +335,21 @@ def test_two_workers_run_no_config_twice(tmp_path: Path, sampler: str) -> None:
         study.optimize(objective, n_trials=20 if sampler == "grid" else 30, n_jobs=2)
         configs = [(t.config["x"], t.config["k"]) for t in study.trials]
         assert len(set(configs)) == len(configs)
+
+
+def test_a_sampler_error_is_raised_even_when_failing_its_trial_fails_too() -> None:
+    """The storage's error from failing the trial used to replace the sampler's own."""
+
+    class Broken(Sampler):
+        def suggest(self, space: Space, history: History, number: int) -> dict[str, Any]:
+            raise ValueError("no model")
+
+    class CannotFail(MemoryStorage):
+        def set_state(self, trial_id: int, state: TrialState, **kwargs: Any) -> Any:
+            if state is TrialState.FAILED:
+                raise StorageError("database is locked")
+            return super().set_state(trial_id, state, **kwargs)
+
+    study = tc.Study({"k": tc.integer(1, 5)}, sampler=Broken(), storage=CannotFail())
+    with pytest.raises(ValueError, match="no model"):
+        study.ask()

@@ -493,7 +493,7 @@ class Study:
                 try:
                     config = self._complete(partial, number, self._sampler_history(stored))
                 except BaseException as exc:
-                    self._storage.set_state(record.trial_id, TrialState.FAILED, error=repr(exc))
+                    self._fail_asked(record, repr(exc))
                     raise
                 if self.sampler.avoids_twins:  # the sampler filled in what it would propose
                     config = self._untwin(
@@ -522,9 +522,7 @@ class Study:
         try:
             config = self.space.validate(self.sampler.suggest(self.space, history, record.number))
         except BaseException as exc:
-            self._storage.set_state(
-                record.trial_id, TrialState.FAILED, error=f"sampler: {_describe(exc)}"
-            )
+            self._fail_asked(record, f"sampler: {_describe(exc)}")
             raise
         if self.sampler.avoids_twins:
             number = record.number
